@@ -143,8 +143,8 @@ func fromList(data []byte) ([]string, error) {
 
 // typeMeta is the part of every object needed to pick its Go type.
 type typeMeta struct {
-	APIVersion string            `json:"apiVersion"`
-	Kind       string            `json:"kind"`
+	APIVersion string                 `json:"apiVersion"`
+	Kind       string                 `json:"kind"`
 	Items      []runtime.RawExtension `json:"items"`
 }
 
