@@ -1,0 +1,127 @@
+package report
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"sigs.k8s.io/yaml"
+)
+
+// Formats accepted by -o.
+const (
+	FormatTable = ""
+	FormatWide  = "wide"
+	FormatJSON  = "json"
+	FormatYAML  = "yaml"
+)
+
+// Formats lists the -o values, for help text and validation.
+var Formats = []string{FormatWide, FormatJSON, FormatYAML}
+
+// ValidateFormat returns an error naming the accepted values.
+func ValidateFormat(f string) error {
+	switch f {
+	case FormatTable, FormatWide, FormatJSON, FormatYAML:
+		return nil
+	}
+	return fmt.Errorf("unknown output format %q for -o/--output: use one of %s (or leave it unset for a table)", f, strings.Join(Formats, ", "))
+}
+
+// Print writes v (a report) in the given format; tables are drawn by table.
+func Print(w io.Writer, format string, v any, table func(io.Writer, bool) error) error {
+	switch format {
+	case FormatJSON:
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	case FormatYAML:
+		b, err := yaml.Marshal(v)
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(b)
+		return err
+	case FormatTable, FormatWide:
+		return table(w, format == FormatWide)
+	}
+	return ValidateFormat(format)
+}
+
+// PrintTable writes the report as a table: NODE IMAGE STATUS DIGEST SIZE TIME MESSAGE.
+// Wide adds the expected digest and attempts, and shows full digests.
+func (r *PrefetchReport) PrintTable(w io.Writer, wide bool) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	if wide {
+		fmt.Fprintln(tw, "NODE\tIMAGE\tSTATUS\tDIGEST\tEXPECTED\tSIZE\tTIME\tATTEMPTS\tMESSAGE")
+	} else {
+		fmt.Fprintln(tw, "NODE\tIMAGE\tSTATUS\tDIGEST\tSIZE\tTIME\tMESSAGE")
+	}
+	for _, res := range r.Results {
+		msg := oneLine(res.Message)
+		if res.DigestMismatch {
+			msg = strings.TrimSpace("DIGEST MISMATCH " + msg)
+		}
+		if wide {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", res.Node, res.Image, res.Status,
+				dash(res.Digest), dash(res.ExpectedDigest), HumanBytes(res.SizeBytes), humanSeconds(res), dash(fmt.Sprint(res.Attempts)), msg)
+			continue
+		}
+		if len(msg) > 100 {
+			msg = truncate(msg, 100)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", res.Node, res.Image, res.Status,
+			dash(ShortDigest(res.Digest)), HumanBytes(res.SizeBytes), humanSeconds(res), msg)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	s := r.Summary
+	_, err := fmt.Fprintf(w, "\n%d nodes, %d results: %d pulled, %d present, %d failed, %d skipped\n", s.Nodes, s.Total, s.Pulled, s.Present, s.Failed, s.Skipped)
+	return err
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+func dash(s string) string {
+	if s == "" || s == "0" {
+		return "-"
+	}
+	return s
+}
+
+func humanSeconds(r Result) string {
+	if r.Status == StatusSkipped || r.DurationSeconds == 0 {
+		return "-"
+	}
+	return (time.Duration(r.DurationSeconds * float64(time.Second))).Round(100 * time.Millisecond).String()
+}
+
+// ShortDigest shortens "sha256:abcdef…" to "sha256:" and 12 hex digits.
+func ShortDigest(d string) string {
+	algo, hex, ok := strings.Cut(d, ":")
+	if !ok || len(hex) <= 12 {
+		return d
+	}
+	return algo + ":" + hex[:12]
+}
+
+// HumanBytes prints a size with a binary unit, "-" for zero.
+func HumanBytes(n int64) string {
+	if n <= 0 {
+		return "-"
+	}
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%dB", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f%ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
