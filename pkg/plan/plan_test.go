@@ -1,0 +1,164 @@
+package plan
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+)
+
+type nodeOpt func(*corev1.Node)
+
+func node(name string, opts ...nodeOpt) corev1.Node {
+	n := corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"}, Annotations: map[string]string{}},
+		Status: corev1.NodeStatus{
+			Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}},
+			NodeInfo:   corev1.NodeSystemInfo{ContainerRuntimeVersion: "containerd://2.1.0", KubeletVersion: "v1.37.2"},
+		},
+	}
+	for _, o := range opts {
+		o(&n)
+	}
+	return n
+}
+
+func label(k, v string) nodeOpt    { return func(n *corev1.Node) { n.Labels[k] = v } }
+func annotate(k, v string) nodeOpt { return func(n *corev1.Node) { n.Annotations[k] = v } }
+func runtimeVersion(v string) nodeOpt {
+	return func(n *corev1.Node) { n.Status.NodeInfo.ContainerRuntimeVersion = v }
+}
+func kubelet(v string) nodeOpt { return func(n *corev1.Node) { n.Status.NodeInfo.KubeletVersion = v } }
+func cordoned(n *corev1.Node)  { n.Spec.Unschedulable = true }
+func notReadyNode(n *corev1.Node) {
+	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionUnknown, Reason: "NodeStatusUnknown"}}
+}
+
+var items = []Item{{Image: "nginx:1.27"}}
+
+func TestBuildSelection(t *testing.T) {
+	nodes := []corev1.Node{
+		node("c", label("pool", "batch")),
+		node("a", label("pool", "web")),
+		node("b", label("pool", "web"), cordoned),
+		node("d", label("pool", "web"), notReadyNode),
+		node("e", label("type", "virtual-kubelet")),
+		node("f", label("kubernetes.io/arch", "s390x")),
+	}
+	tests := []struct {
+		name        string
+		sel         string
+		names       []string
+		unsched     bool
+		wantTasks   []string
+		wantSkipped map[string]string
+		wantErr     error
+	}{
+		{name: "all nodes", wantTasks: []string{"a", "c"}, wantSkipped: map[string]string{"b": "cordoned", "d": "not Ready (Ready=Unknown, NodeStatusUnknown)", "e": "virtual node", "f": "no linux/s390x build"}},
+		{name: "selector", sel: "pool=web", wantTasks: []string{"a"}, wantSkipped: map[string]string{"b": "--include-unschedulable", "d": "not Ready"}},
+		{name: "set-based selector", sel: "pool in (batch),!type", wantTasks: []string{"c"}},
+		{name: "include unschedulable", sel: "pool=web", unsched: true, wantTasks: []string{"a", "b"}, wantSkipped: map[string]string{"d": "not Ready"}},
+		{name: "names", names: []string{"c", "b"}, wantTasks: []string{"c"}, wantSkipped: map[string]string{"b": "cordoned"}},
+		{name: "names and selector intersect", sel: "pool=web", names: []string{"a", "c"}, wantTasks: []string{"a"}},
+		{name: "unknown name", names: []string{"a", "zz"}, wantErr: ErrUnknownNode},
+		{name: "selector matches nothing", sel: "pool=gpu", wantErr: ErrNoNodeMatched},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sel := labels.Everything()
+			if tt.sel != "" {
+				var err error
+				if sel, err = labels.Parse(tt.sel); err != nil {
+					t.Fatal(err)
+				}
+			}
+			p, err := Build(nodes, items, Options{Selector: sel, NodeNames: tt.names, IncludeUnschedulable: tt.unsched})
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("err = %v, want %v", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, task := range p.Tasks {
+				got = append(got, task.Node)
+			}
+			if strings.Join(got, ",") != strings.Join(tt.wantTasks, ",") {
+				t.Errorf("tasks %v, want %v", got, tt.wantTasks)
+			}
+			if len(p.Skipped) != len(tt.wantSkipped) {
+				t.Errorf("skipped %+v, want %v", p.Skipped, tt.wantSkipped)
+			}
+			for _, s := range p.Skipped {
+				want, ok := tt.wantSkipped[s.Node]
+				if !ok || !strings.Contains(s.Reason, want) {
+					t.Errorf("skip %s: reason %q, want it to contain %q", s.Node, s.Reason, want)
+				}
+			}
+		})
+	}
+}
+
+func TestUnknownNodeMessageListsNodes(t *testing.T) {
+	_, err := Build([]corev1.Node{node("a"), node("b")}, items, Options{NodeNames: []string{"x"}})
+	if err == nil || !strings.Contains(err.Error(), `"x"`) || !strings.Contains(err.Error(), "a, b") {
+		t.Fatalf("err = %v", err)
+	}
+	if _, err := Build([]corev1.Node{node("a")}, nil, Options{}); !errors.Is(err, ErrNoItems) {
+		t.Fatalf("no items: %v", err)
+	}
+}
+
+func TestRuntimeSocket(t *testing.T) {
+	tests := []struct {
+		name     string
+		n        corev1.Node
+		override string
+		want     string
+		wantErr  string
+	}{
+		{name: "kubeadm annotation", n: node("a", annotate(AnnotationCRISocket, "unix:///var/run/containerd/containerd.sock")), want: "/var/run/containerd/containerd.sock"},
+		{name: "annotation without scheme", n: node("a", annotate(AnnotationCRISocket, "/run/crio/crio.sock")), want: "/run/crio/crio.sock"},
+		{name: "override wins", n: node("a", annotate(AnnotationCRISocket, "unix:///x.sock")), override: "unix:///custom/cri.sock", want: "/custom/cri.sock"},
+		{name: "containerd", n: node("a"), want: "/run/containerd/containerd.sock"},
+		{name: "k3s", n: node("a", kubelet("v1.31.4+k3s1")), want: "/run/k3s/containerd/containerd.sock"},
+		{name: "rke2", n: node("a", kubelet("v1.31.4+rke2r1")), want: "/run/k3s/containerd/containerd.sock"},
+		{name: "cri-o", n: node("a", runtimeVersion("cri-o://1.31.0")), want: "/var/run/crio/crio.sock"},
+		{name: "unknown runtime", n: node("a", runtimeVersion("frakti://1")), wantErr: "--runtime-endpoint"},
+		{name: "tcp endpoint refused", n: node("a"), override: "tcp://1.2.3.4:1", wantErr: "only unix://"},
+		{name: "relative path refused", n: node("a", annotate(AnnotationCRISocket, "run/x.sock")), wantErr: "absolute"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, _, err := RuntimeSocket(&tt.n, tt.override)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("got %q, %v; want %q", got, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestUndiscoverableSocketIsSkipped(t *testing.T) {
+	p, err := Build([]corev1.Node{node("a", runtimeVersion("")), node("b", annotate(AnnotationHostRoot, "/srv/nodes/b"))}, items, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Skipped) != 1 || p.Skipped[0].Node != "a" || !strings.Contains(p.Skipped[0].Reason, "--runtime-endpoint") {
+		t.Fatalf("skipped = %+v", p.Skipped)
+	}
+	if len(p.Tasks) != 1 || p.Tasks[0].HostRoot != "/srv/nodes/b" {
+		t.Fatalf("tasks = %+v", p.Tasks)
+	}
+}
