@@ -85,7 +85,11 @@ func (k *Keyring) Add(key string, c Credential) error {
 func (k *Keyring) Len() int { return len(k.entries) }
 
 // Lookup returns the credentials that apply to image, most specific first.
+// A nil Keyring holds none.
 func (k *Keyring) Lookup(image string) []Credential {
+	if k == nil {
+		return nil
+	}
 	host, p := splitImage(image)
 	return k.lookup(host, p)
 }
