@@ -3,7 +3,8 @@
 # versions pinned in versions.env, and caches them outside the repository:
 #
 #   $CORAL_CACHE/k8s-<version>/{kube-apiserver,kube-controller-manager,kube-scheduler,kubelet}
-#   $CORAL_CACHE/containerd-<version>/containerd
+#   $CORAL_CACHE/containerd-<version>/{containerd,containerd-shim-runc-v2}
+#   $CORAL_CACHE/k8s-<version>/kubectl (only with the argument 'kubectl')
 #   $CORAL_CACHE/crictl-<version>/crictl
 #
 # A binary that is already cached is never rebuilt. Prints the cache directory.
@@ -21,6 +22,7 @@ log() { printf '[build-components] %s\n' "$*" >&2; }
 build_kubernetes() {
   local out="$cache/k8s-$K8S_VERSION" staging="v0.${K8S_VERSION#v1.}"
   local want=(kube-apiserver kube-controller-manager kube-scheduler kubelet) missing=()
+  [ "${1:-}" = kubectl ] && want=(kubectl)
   for b in "${want[@]}"; do [ -x "$out/$b" ] || missing+=("$b"); done
   [ ${#missing[@]} -eq 0 ] && return 0
   mkdir -p "$out"
@@ -62,15 +64,19 @@ build_kubernetes() {
 }
 
 build_containerd() {
-  local out="$cache/containerd-$CONTAINERD_VERSION"
-  [ -x "$out/containerd" ] && return 0
-  mkdir -p "$out"
-  log "building containerd $CONTAINERD_VERSION"
-  GOBIN="$out/.gobin" go install -trimpath -tags no_btrfs,no_devmapper,no_zfs \
-    -ldflags="-s -w -X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VERSION" \
-    "github.com/containerd/containerd/v2/cmd/containerd@$CONTAINERD_VERSION"
-  mv "$out/.gobin/containerd" "$out/containerd"
-  rmdir "$out/.gobin"
+  # The runc shim is built from the same release and kept beside containerd:
+  # containerd 2.x must not fall back to an older shim found on PATH.
+  local out="$cache/containerd-$CONTAINERD_VERSION" b
+  local ld="-s -w -X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VERSION"
+  for b in containerd containerd-shim-runc-v2; do
+    [ -x "$out/$b" ] && continue
+    mkdir -p "$out"
+    log "building $b $CONTAINERD_VERSION"
+    GOBIN="$out/.gobin" go install -trimpath -tags no_btrfs,no_devmapper,no_zfs -ldflags="$ld" \
+      "github.com/containerd/containerd/v2/cmd/$b@$CONTAINERD_VERSION"
+    mv "$out/.gobin/$b" "$out/$b"
+    rmdir "$out/.gobin"
+  done
 }
 
 build_crictl() {
@@ -87,8 +93,9 @@ what=${1:-all}
 case "$what" in
   all) build_crictl; build_containerd; build_kubernetes ;;
   kubernetes) build_kubernetes ;;
+  kubectl) build_kubernetes kubectl ;;
   containerd) build_containerd ;;
   crictl) build_crictl ;;
-  *) echo "usage: $0 [all|kubernetes|containerd|crictl]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|kubernetes|containerd|crictl|kubectl]" >&2; exit 2 ;;
 esac
 echo "$cache"
