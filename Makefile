@@ -8,13 +8,36 @@ WORKER_REPO ?= coral-worker
 PKG := github.com/coral-dev/coral
 LDFLAGS := -s -w -X $(PKG)/pkg/version.Version=$(VERSION) -X $(PKG)/pkg/version.Commit=$(COMMIT)
 
-.PHONY: build test e2e test-all cluster-up cluster-down demo jobimage bench-prefetch bench-mirror fmt vet
+.PHONY: build test e2e test-all cluster-up cluster-down demo jobimage jobimage-push bench-prefetch fmt vet
 
 build: ## bin/kubectl-coral
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/kubectl-coral ./cmd/kubectl-coral
 
 test: ## unit and integration tests (real in-process servers; registries started by the tests)
 	$(GO) test ./...
+
+WORKER_PLATFORMS ?= linux/amd64 linux/arm64
+# The worker image: static binaries for every platform, assembled FROM scratch
+# into one OCI index with go-containerregistry (no Docker engine). With
+# REGISTRY=host:port it is pushed as $(REGISTRY)/$(WORKER_REPO):$(VERSION) and the
+# reference is printed as the last line; without, it is written as an OCI layout.
+# Loopback registries are reached over plain http; INSECURE=1 allows it elsewhere.
+jobimage: ## build the worker image (REGISTRY=host:port to push)
+	@mkdir -p bin/worker
+	@set -e; args=""; for p in $(WORKER_PLATFORMS); do \
+	  os=$${p%/*}; arch=$${p#*/}; \
+	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/worker/coral-worker-$$os-$$arch ./jobimage >&2; \
+	  args="$$args --binary $$p=bin/worker/coral-worker-$$os-$$arch"; \
+	done; \
+	if [ -n "$(REGISTRY)" ]; then \
+	  $(GO) run ./jobimage/assemble $$args $(if $(INSECURE),--insecure) --push $(REGISTRY)/$(WORKER_REPO):$(VERSION); \
+	else \
+	  $(GO) run ./jobimage/assemble $$args --oci-layout bin/worker/oci-layout; \
+	fi
+
+jobimage-push: ## push the versioned worker image: make jobimage-push REGISTRY=… VERSION=…
+	@test -n "$(REGISTRY)" || { echo "set REGISTRY=host[:port][/path]" >&2; exit 2; }
+	@$(MAKE) --no-print-directory jobimage REGISTRY=$(REGISTRY) VERSION=$(VERSION)
 
 fmt:
 	gofmt -l -w $$(git ls-files '*.go')
