@@ -50,10 +50,10 @@ func explain(err error, side string) error {
 		dnsEr *net.DNSError
 	)
 	switch {
-	case errors.Is(err, ErrPlainHTTP):
-		return err
 	case errors.As(err, &uae), errors.As(err, &cve), errors.As(err, &hne):
 		return &kindError{ErrUntrusted, err}
+	case errors.Is(err, ErrPlainHTTP):
+		return err
 	case errors.As(err, &terr):
 		switch terr.StatusCode {
 		case http.StatusUnauthorized:

@@ -1,0 +1,210 @@
+package mirror
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/coral-dev/coral/pkg/registryauth"
+	"github.com/coral-dev/coral/pkg/source"
+)
+
+// clusterImages lists the images of the pods and pod templates in scope.
+func (o *Options) clusterImages(ctx context.Context) ([]string, error) {
+	client, err := o.newClient()
+	if err != nil {
+		return nil, fmt.Errorf("--from-cluster: connecting to the cluster (--kubeconfig, --context): %w", err)
+	}
+	ns := o.namespace
+	if o.AllNamespaces {
+		ns = metav1.NamespaceAll
+	}
+	objs, warnings, err := workloadObjects(ctx, client, ns)
+	for _, w := range warnings {
+		fmt.Fprintf(o.ErrOut, "warning: --from-cluster: %s\n", w)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("--from-cluster: %w", err)
+	}
+	return source.FromPodSpecs(objs), nil
+}
+
+// workloadObjects lists every object with a pod template in namespace ns
+// ("" for all): live pods (not finished ones) and the templates of
+// Deployments, StatefulSets, DaemonSets, ReplicaSets, ReplicationControllers,
+// Jobs, CronJobs and PodTemplates. A kind the user may not list is skipped
+// with a warning; any other error stops.
+func workloadObjects(ctx context.Context, c kubernetes.Interface, ns string) ([]runtime.Object, []string, error) {
+	var (
+		objs     []runtime.Object
+		warnings []string
+	)
+	opts := metav1.ListOptions{}
+	type lister struct {
+		kind string
+		list func() ([]runtime.Object, error)
+	}
+	listers := []lister{
+		{"pods", func() ([]runtime.Object, error) {
+			l, err := c.CoreV1().Pods(ns).List(ctx, opts)
+			if err != nil {
+				return nil, err
+			}
+			var out []runtime.Object
+			for i := range l.Items {
+				if p := l.Items[i].Status.Phase; p == corev1.PodSucceeded || p == corev1.PodFailed {
+					continue
+				}
+				out = append(out, &l.Items[i])
+			}
+			return out, nil
+		}},
+		{"deployments", func() ([]runtime.Object, error) {
+			l, err := c.AppsV1().Deployments(ns).List(ctx, opts)
+			if err != nil {
+				return nil, err
+			}
+			return objects(l.Items), nil
+		}},
+		{"statefulsets", func() ([]runtime.Object, error) {
+			l, err := c.AppsV1().StatefulSets(ns).List(ctx, opts)
+			if err != nil {
+				return nil, err
+			}
+			return objects(l.Items), nil
+		}},
+		{"daemonsets", func() ([]runtime.Object, error) {
+			l, err := c.AppsV1().DaemonSets(ns).List(ctx, opts)
+			if err != nil {
+				return nil, err
+			}
+			return objects(l.Items), nil
+		}},
+		{"replicasets", func() ([]runtime.Object, error) {
+			l, err := c.AppsV1().ReplicaSets(ns).List(ctx, opts)
+			if err != nil {
+				return nil, err
+			}
+			return objects(l.Items), nil
+		}},
+		{"replicationcontrollers", func() ([]runtime.Object, error) {
+			l, err := c.CoreV1().ReplicationControllers(ns).List(ctx, opts)
+			if err != nil {
+				return nil, err
+			}
+			return objects(l.Items), nil
+		}},
+		{"jobs", func() ([]runtime.Object, error) {
+			l, err := c.BatchV1().Jobs(ns).List(ctx, opts)
+			if err != nil {
+				return nil, err
+			}
+			return objects(l.Items), nil
+		}},
+		{"cronjobs", func() ([]runtime.Object, error) {
+			l, err := c.BatchV1().CronJobs(ns).List(ctx, opts)
+			if err != nil {
+				return nil, err
+			}
+			return objects(l.Items), nil
+		}},
+		{"podtemplates", func() ([]runtime.Object, error) {
+			l, err := c.CoreV1().PodTemplates(ns).List(ctx, opts)
+			if err != nil {
+				return nil, err
+			}
+			return objects(l.Items), nil
+		}},
+	}
+	for _, l := range listers {
+		got, err := l.list()
+		if apierrors.IsForbidden(err) {
+			warnings = append(warnings, fmt.Sprintf("not allowed to list %s, skipping them", l.kind))
+			continue
+		}
+		if err != nil {
+			return nil, warnings, fmt.Errorf("listing %s: %w", l.kind, err)
+		}
+		objs = append(objs, got...)
+	}
+	return objs, warnings, nil
+}
+
+// objects returns pointers to the items of a typed list.
+func objects[T any, PT interface {
+	*T
+	runtime.Object
+}](items []T) []runtime.Object {
+	out := make([]runtime.Object, len(items))
+	for i := range items {
+		out[i] = PT(&items[i])
+	}
+	return out
+}
+
+// keychains builds the source and destination credentials: secrets from
+// the cluster first, then the user's docker config and credential helpers.
+func (o *Options) keychains(ctx context.Context) (src, dst authn.Keychain, err error) {
+	src, dst = authn.DefaultKeychain, authn.DefaultKeychain
+	if len(o.PullSecrets) == 0 && len(o.PushSecrets) == 0 {
+		return src, dst, nil
+	}
+	client, err := o.newClient()
+	if err != nil {
+		return nil, nil, fmt.Errorf("--pull-secret/--push-secret: connecting to the cluster (--kubeconfig, --context): %w", err)
+	}
+	if len(o.PullSecrets) > 0 {
+		ring, err := o.readSecrets(ctx, client, "--pull-secret", o.PullSecrets)
+		if err != nil {
+			return nil, nil, err
+		}
+		src = ring.Keychain(authn.DefaultKeychain)
+	}
+	if len(o.PushSecrets) > 0 {
+		ring, err := o.readSecrets(ctx, client, "--push-secret", o.PushSecrets)
+		if err != nil {
+			return nil, nil, err
+		}
+		dst = ring.Keychain(authn.DefaultKeychain)
+	}
+	return src, dst, nil
+}
+
+func (o *Options) readSecrets(ctx context.Context, c kubernetes.Interface, flag string, names []string) (*registryauth.Keyring, error) {
+	ring := &registryauth.Keyring{}
+	for _, n := range names {
+		ns, name := o.namespace, n
+		if before, after, ok := strings.Cut(n, "/"); ok {
+			ns, name = before, after
+		}
+		if name == "" || ns == "" {
+			return nil, fmt.Errorf("%s %q: want NAME or NAMESPACE/NAME", flag, n)
+		}
+		s, err := c.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("%s %s: no secret %q in namespace %q (create it with kubectl create secret docker-registry, or pass -n)", flag, n, name, ns)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s %s: reading the secret: %w", flag, n, err)
+		}
+		switch s.Type {
+		case corev1.SecretTypeDockerConfigJson:
+			err = ring.ParseDockerConfigJSON(s.Data[corev1.DockerConfigJsonKey])
+		case corev1.SecretTypeDockercfg:
+			err = ring.ParseDockercfg(s.Data[corev1.DockerConfigKey])
+		default:
+			return nil, fmt.Errorf("%s %s: secret type is %q, want %q", flag, n, s.Type, corev1.SecretTypeDockerConfigJson)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s %s: %w", flag, n, err)
+		}
+	}
+	return ring, nil
+}
