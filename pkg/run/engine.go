@@ -93,15 +93,12 @@ type nodeState struct {
 	result    NodeResult
 }
 
-// ErrInterrupted is returned (wrapped) when ctx ended before every node reported.
-var ErrInterrupted = errors.New("interrupted")
-
 // Run creates the Jobs, waits for every node's report or deadline, cleans up
 // and returns one NodeResult per NodeJob (in input order). When ctx is
 // cancelled it stops creating Jobs, cleans up, marks unfinished nodes Failed
-// and returns the partial results with ErrInterrupted. A cleanup failure is
-// returned as an error alongside the results.
-func (e *Engine) Run(ctx context.Context, njs []NodeJob) ([]NodeResult, error) {
+// and returns the partial results with interrupted set. err reports what
+// went wrong with the run itself (the watch, the cleanup), alongside results.
+func (e *Engine) Run(ctx context.Context, njs []NodeJob) (results []NodeResult, interrupted bool, err error) {
 	if e.MaxInFlight < 1 {
 		e.MaxInFlight = 1
 	}
@@ -117,13 +114,13 @@ func (e *Engine) Run(ctx context.Context, njs []NodeJob) ([]NodeResult, error) {
 		r.order = append(r.order, nj.Node)
 	}
 	if len(njs) == 0 {
-		return nil, nil
+		return nil, false, nil
 	}
 
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	defer stopWatch()
 	if err := r.watchPods(watchCtx); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 
 	var dispatch sync.WaitGroup
@@ -135,7 +132,6 @@ func (e *Engine) Run(ctx context.Context, njs []NodeJob) ([]NodeResult, error) {
 
 	ticker := time.NewTicker(500 * time.Millisecond)
 	defer ticker.Stop()
-	interrupted := false
 loop:
 	for {
 		select {
@@ -167,14 +163,7 @@ loop:
 		}
 		out = append(out, st.result)
 	}
-	var err error
-	if interrupted {
-		err = fmt.Errorf("run %s: %w", e.RunID, ErrInterrupted)
-	}
-	if cleanupErr != nil {
-		err = errors.Join(err, cleanupErr)
-	}
-	return out, err
+	return out, interrupted, cleanupErr
 }
 
 type runner struct {

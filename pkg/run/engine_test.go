@@ -2,7 +2,6 @@ package run
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -142,7 +141,7 @@ func TestRunCollectsResultsCapsInFlightAndCleansUp(t *testing.T) {
 	var events []Event
 	e := &Engine{Client: c, Namespace: ns, RunID: "r1", MaxInFlight: 2, NodeTimeout: 10 * time.Second,
 		OnEvent: func(ev Event) { mu.Lock(); events = append(events, ev); mu.Unlock() }}
-	res, err := e.Run(ctx, nodeJobs("r1", "n1", "n2", "n3", "n4", "n5"))
+	res, _, err := e.Run(ctx, nodeJobs("r1", "n1", "n2", "n3", "n4", "n5"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,9 +199,9 @@ func TestRunInterruptDeletesEverything(t *testing.T) {
 			}
 		}}
 	go func() { <-started; cancel() }()
-	res, err := e.Run(ctx, nodeJobs("r2", "n1", "n2", "n3"))
-	if !errors.Is(err, ErrInterrupted) {
-		t.Fatalf("err = %v, want ErrInterrupted", err)
+	res, interrupted, err := e.Run(ctx, nodeJobs("r2", "n1", "n2", "n3"))
+	if err != nil || !interrupted {
+		t.Fatalf("interrupted = %v, err = %v; want an interrupted run without error", interrupted, err)
 	}
 	if n := remainingJobs(t, c); n != 0 {
 		t.Fatalf("%d Jobs left after interrupt", n)
@@ -231,7 +230,7 @@ func TestRunNodeTimeoutAndPodDeletion(t *testing.T) {
 	}}
 	k.start(t, ctx)
 	e := &Engine{Client: c, Namespace: ns, RunID: "r3", MaxInFlight: 5, NodeTimeout: 1500 * time.Millisecond}
-	res, err := e.Run(ctx, nodeJobs("r3", "gone", "stuck"))
+	res, _, err := e.Run(ctx, nodeJobs("r3", "gone", "stuck"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +261,7 @@ func TestRunExplainsJobWithoutPod(t *testing.T) {
 	})
 	e := &Engine{Client: c, Namespace: ns, RunID: "r4", MaxInFlight: 5, NodeTimeout: time.Minute, NoPodGrace: 200 * time.Millisecond}
 	start := time.Now()
-	res, err := e.Run(ctx, nodeJobs("r4", "n1"))
+	res, _, err := e.Run(ctx, nodeJobs("r4", "n1"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,7 +290,7 @@ func TestRunOverflowReadsLog(t *testing.T) {
 	}}
 	k.start(t, ctx)
 	e := &Engine{Client: c, Namespace: ns, RunID: "r5", MaxInFlight: 1, NodeTimeout: time.Minute}
-	res, err := e.Run(ctx, nodeJobs("r5", "n1"))
+	res, _, err := e.Run(ctx, nodeJobs("r5", "n1"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,9 @@ package cmdutil
 import (
 	"errors"
 	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
 )
 
 // Exit codes that scripts can rely on.
@@ -64,4 +67,19 @@ func Code(err error) int {
 		return ee.Code
 	}
 	return ExitFailed
+}
+
+// RequireSubcommand is the RunE of a command that only groups others: with
+// no argument it shows help, with an unknown one it says so (exit 2).
+func RequireSubcommand(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return cmd.Help()
+	}
+	var names []string
+	for _, c := range cmd.Commands() {
+		if c.IsAvailableCommand() {
+			names = append(names, c.Name())
+		}
+	}
+	return BadInputf("unknown command %q for %q: use one of %s", args[0], cmd.CommandPath(), strings.Join(names, ", "))
 }

@@ -33,7 +33,9 @@ func spec(images ...string) corev1.PodSpec {
 	return s
 }
 
-func tmpl(images ...string) corev1.PodTemplateSpec { return corev1.PodTemplateSpec{Spec: spec(images...)} }
+func tmpl(images ...string) corev1.PodTemplateSpec {
+	return corev1.PodTemplateSpec{Spec: spec(images...)}
+}
 
 func meta(ns, name string) metav1.ObjectMeta { return metav1.ObjectMeta{Namespace: ns, Name: name} }
 

@@ -1,0 +1,80 @@
+// Package cmd builds Coral's command tree. Run is the program's one door:
+// cmd/kubectl-coral only calls it.
+package cmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/coral-dev/coral/pkg/cmd/cmdutil"
+	"github.com/coral-dev/coral/pkg/cmd/prefetch"
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+
+	// Every client-go auth plugin (exec, OIDC, cloud providers' helpers) a
+	// kubeconfig may name.
+	_ "k8s.io/client-go/plugin/pkg/client/auth"
+)
+
+// NewRootCmd builds `kubectl coral`.
+func NewRootCmd(streams genericiooptions.IOStreams) *cobra.Command {
+	flags := genericclioptions.NewConfigFlags(true)
+	root := &cobra.Command{
+		Use:   "kubectl-coral",
+		Short: "Put images and artifacts on your nodes before a rollout needs them",
+		Long: `Coral prefetches container images (and artifacts) onto Kubernetes nodes and
+mirrors images into your own registries.
+
+A prefetch launches one short-lived Job per selected node. Its pod talks to that
+node's container runtime over CRI, pulls the images, reports per image and exits.
+Coral watches the Jobs, prints one report, deletes what it created, and exits
+non-zero when anything failed:
+
+  0    every image is on every selected node
+  1    some images failed on some nodes (see the report)
+  2    bad input: nothing was created
+  130  interrupted: everything created was deleted`,
+		Example: `  # Prefetch two images onto the nodes of one pool
+  kubectl coral prefetch images nginx:1.27 registry.example.com/team/api:v3 -l pool=web
+
+  # Prefetch every image a chart uses, as JSON for a script
+  helm template ./chart | kubectl coral prefetch images -f - -o json`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Args:          cobra.ArbitraryArgs,
+		RunE:          cmdutil.RequireSubcommand,
+		Annotations:   map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl coral"},
+	}
+	flags.AddFlags(root.PersistentFlags())
+	root.AddCommand(prefetch.NewCmdPrefetch(flags, streams))
+	return root
+}
+
+// Run executes the command line args and returns an error carrying the exit
+// code (see cmdutil.Code). ctx is cancelled on SIGINT/SIGTERM by the caller.
+func Run(ctx context.Context, streams genericiooptions.IOStreams, args []string) error {
+	root := NewRootCmd(streams)
+	root.SetArgs(args)
+	root.SetIn(streams.In)
+	root.SetOut(streams.Out)
+	root.SetErr(streams.ErrOut)
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return cmdutil.BadInputf("%v\nSee '%s --help'.", err, c.CommandPath())
+	})
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return nil
+	}
+	// Commands return ExitErrors; anything else comes from cobra itself
+	// (unknown command, wrong arguments): bad input.
+	var ee *cmdutil.ExitError
+	if !errors.As(err, &ee) {
+		ee = &cmdutil.ExitError{Code: cmdutil.ExitBadInput, Err: err}
+	}
+	if ee.Err != nil {
+		fmt.Fprintf(streams.ErrOut, "error: %s\n", ee.Err)
+	}
+	return ee
+}
