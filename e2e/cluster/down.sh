@@ -11,6 +11,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 main() {
   local t0=$SECONDS
   require_root
+  lock_cluster
   cluster_down
   log "cluster down in $((SECONDS - t0))s ($CLUSTER_DIR removed)"
 }

@@ -49,6 +49,21 @@ require_root() {
   [ "$(id -u)" -eq 0 ] || die "the local cluster needs root (kubelets, containerd, mounts, cgroups); run as root"
 }
 
+# lock_cluster serializes up.sh, down.sh and node.sh on one state directory
+# (e.g. e2e test packages that each make sure the cluster is up). The lock is
+# released when the script exits; start_daemon keeps it from the daemons.
+LOCK_FD=""
+lock_cluster() {
+  local lock
+  lock="$(dirname "$CLUSTER_DIR")/.$(basename "$CLUSTER_DIR").lock"
+  mkdir -p "$(dirname "$lock")"
+  exec {LOCK_FD}>"$lock"
+  if ! flock -n "$LOCK_FD"; then
+    log "waiting for another cluster-up/down on $CLUSTER_DIR to finish"
+    flock -w 900 "$LOCK_FD" || die "timed out waiting for the lock $lock"
+  fi
+}
+
 # ---- per-node facts ---------------------------------------------------------
 
 node_index() { echo "${1##*-}"; }                     # coral-node-2 -> 2
@@ -94,9 +109,10 @@ listening_ports() {
   ss -Hltn 2>/dev/null | awk '{n=split($4, a, ":"); print a[n]}' | sort -u
 }
 
-# pick_port prints a port that nothing listens on and that we have not handed
-# out yet. It draws below the kernel's ephemeral range, so outgoing connections
-# cannot take it meanwhile.
+# pick_port VAR sets VAR to a port that nothing listens on and that we have not
+# handed out yet (it must not run in a subshell, which would forget the ports
+# handed out). Ports are drawn below the kernel's ephemeral range, so outgoing
+# connections cannot take one meanwhile.
 pick_port() {
   local eph lo hi taken p
   read -r eph _ </proc/sys/net/ipv4/ip_local_port_range
@@ -108,7 +124,7 @@ pick_port() {
     [[ $taken == *" $p "* ]] && continue
     [ -n "${CHOSEN_PORTS[$p]:-}" ] && continue
     CHOSEN_PORTS[$p]=1
-    echo "$p"
+    printf -v "$1" '%s' "$p"
     return 0
   done
   die "found no free TCP port in $lo-$hi"
@@ -133,7 +149,11 @@ start_daemon() {
   mkdir -p "$CLUSTER_DIR/logs" "$CLUSTER_DIR/pids"
   # Without job control a background child is not a process-group leader, so
   # setsid execs in place and $! is the daemon's own PID.
-  setsid "$@" >>"$CLUSTER_DIR/logs/$name.log" 2>&1 </dev/null &
+  if [ -n "$LOCK_FD" ]; then
+    setsid "$@" >>"$CLUSTER_DIR/logs/$name.log" 2>&1 </dev/null {LOCK_FD}>&- &
+  else
+    setsid "$@" >>"$CLUSTER_DIR/logs/$name.log" 2>&1 </dev/null &
+  fi
   local pid=$!
   echo "$pid" >"$CLUSTER_DIR/pids/$name.pid"
   # Until it has exec'd, the child is a copy of this shell and does not look
@@ -202,18 +222,26 @@ crictl_on() {
   "$CRICTL" --runtime-endpoint "unix://$(node_socket "$node")" --timeout 5s "$@"
 }
 
-# start_containerd NODE starts NODE's containerd from the config up.sh wrote
-# and waits until its CRI answers.
-start_containerd() {
+# launch_containerd NODE starts NODE's containerd from the config up.sh wrote.
+launch_containerd() {
   local node=$1 bin dir
   bin=$(containerd_binary "$node")
   dir=$(node_dir "$node")
   [ -f "$dir/containerd/config.toml" ] || die "no containerd config for $node; run make cluster-up"
   rm -f "$(node_socket "$node")" "$(node_socket "$node").ttrpc"
   # The directory of the binary goes first on PATH so that containerd 2.x finds
-  # its own runc shim before Debian's 1.6 one.
+  # its own runc shim before Debian's 1.6 one (up.sh also sets runtime_path).
   PATH="$(dirname "$bin"):$PATH" start_daemon "containerd-$node" "$bin" --config "$dir/containerd/config.toml"
-  wait_for "containerd-$node" 30 "containerd of $node to serve CRI" crictl_on "$node" version
+}
+
+wait_containerd() {
+  wait_for "containerd-$1" 30 "containerd of $1 to serve CRI" crictl_on "$1" version
+}
+
+# start_containerd NODE starts NODE's containerd and waits until its CRI answers.
+start_containerd() {
+  launch_containerd "$1"
+  wait_containerd "$1"
 }
 
 # ---- teardown ---------------------------------------------------------------

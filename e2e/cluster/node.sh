@@ -44,6 +44,7 @@ main() {
   local cmd=$1 node=$2
   [[ " ${NODES[*]} " == *" $node "* ]] || usage
   require_root
+  lock_cluster
   [ -d "$(node_dir "$node")" ] || die "no cluster in $CLUSTER_DIR; run make cluster-up"
   case "$cmd" in
     stop-runtime) stop_runtime "$node" ;;

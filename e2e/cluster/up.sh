@@ -97,18 +97,18 @@ detect_node_ip() {
 
 choose_ports() {
   NODE_IP=$(detect_node_ip)
-  ETCD_PORT=$(pick_port)
-  ETCD_PEER_PORT=$(pick_port)
-  APISERVER_PORT=$(pick_port)
-  KCM_PORT=$(pick_port)
-  SCHEDULER_PORT=$(pick_port)
-  REGISTRY_PORT=$(pick_port)
-  AUTH_REGISTRY_PORT=$(pick_port)
+  pick_port ETCD_PORT
+  pick_port ETCD_PEER_PORT
+  pick_port APISERVER_PORT
+  pick_port KCM_PORT
+  pick_port SCHEDULER_PORT
+  pick_port REGISTRY_PORT
+  pick_port AUTH_REGISTRY_PORT
   local node i
   for node in "${NODES[@]}"; do
     i=$(node_index "$node")
-    printf -v "KUBELET_PORT_$i" '%s' "$(pick_port)"
-    printf -v "KUBELET_HEALTHZ_PORT_$i" '%s' "$(pick_port)"
+    pick_port "KUBELET_PORT_$i"
+    pick_port "KUBELET_HEALTHZ_PORT_$i"
   done
   AUTH_USER=coral
   AUTH_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
@@ -280,6 +280,9 @@ start_registries() {
   htpasswd -Bbn "$AUTH_USER" "$AUTH_PASSWORD" >"$CLUSTER_DIR/registry/registry-auth/htpasswd" 2>/dev/null
   start_registry registry "$REGISTRY_PORT"
   start_registry registry-auth "$AUTH_REGISTRY_PORT" "$CLUSTER_DIR/registry/registry-auth/htpasswd"
+}
+
+wait_registries() {
   wait_for registry 20 "the registry on port $REGISTRY_PORT" registry_answers "http://$REGISTRY/v2/" 200
   wait_for registry-auth 20 "the auth registry on port $AUTH_REGISTRY_PORT" registry_answers "http://$AUTH_REGISTRY/v2/" 401
 }
@@ -373,6 +376,7 @@ start_controllers() {
     --leader-elect=false --use-service-account-credentials=false \
     --service-account-private-key-file "$PKI/sa.key" --root-ca-file "$PKI/ca.crt" \
     --cluster-signing-cert-file "$PKI/ca.crt" --cluster-signing-key-file "$PKI/ca.key" \
+    --node-monitor-period 1s \
     --cluster-name coral-local --flex-volume-plugin-dir "$CLUSTER_DIR/kcm-volume-plugins" \
     --authentication-skip-lookup --profiling=false --v=1
   start_daemon kube-scheduler "$K8S_BIN/kube-scheduler" \
@@ -674,69 +678,83 @@ no_not_ready_taints() {
 
 # ---- env file -----------------------------------------------------------------
 
+# env_line NAME VALUE prints `export NAME="VALUE"`. Values never need
+# escaping (checked), so the file is as easy to parse as to source.
+env_line() {
+  case "$2" in
+    *[\"\$\`\\]*) die "value of $1 needs quoting: $2" ;;
+  esac
+  printf 'export %s="%s"\n' "$1" "$2"
+}
+
 write_env() {
-  local node tmp=$ENV_FILE.tmp
+  local node suffix tmp=$ENV_FILE.tmp
   {
     echo "# The local Coral e2e cluster, written by e2e/cluster/up.sh at $(date -Is)."
     echo "# Use: source $ENV_FILE"
-    printf 'export CORAL_CLUSTER_DIR=%q\n' "$CLUSTER_DIR"
-    printf 'export KUBECONFIG=%q\n' "$KUBECONFIG_FILE"
-    printf 'export CORAL_KUBECTL=%q\n' "$KUBECTL"
-    printf 'export CORAL_NODE_IP=%q\n' "$NODE_IP"
-    printf 'export CORAL_REGISTRY=%q\n' "$REGISTRY"
-    printf 'export CORAL_AUTH_REGISTRY=%q\n' "$AUTH_REGISTRY"
-    printf 'export CORAL_AUTH_USER=%q\n' "$AUTH_USER"
-    printf 'export CORAL_AUTH_PASSWORD=%q\n' "$AUTH_PASSWORD"
-    printf 'export CORAL_NODES=%q\n' "${NODES[*]}"
+    env_line CORAL_CLUSTER_DIR "$CLUSTER_DIR"
+    env_line KUBECONFIG "$KUBECONFIG_FILE"
+    env_line CORAL_KUBECTL "$KUBECTL"
+    env_line CORAL_NODE_IP "$NODE_IP"
+    env_line CORAL_REGISTRY "$REGISTRY"
+    env_line CORAL_AUTH_REGISTRY "$AUTH_REGISTRY"
+    env_line CORAL_AUTH_USER "$AUTH_USER"
+    env_line CORAL_AUTH_PASSWORD "$AUTH_PASSWORD"
+    env_line CORAL_NODES "${NODES[*]}"
     for node in "${NODES[@]}"; do
-      printf 'export %s=%q\n' "$(node_env_name "$node")" "unix://$(node_socket "$node")"
+      suffix=$(node_env_name "$node")
+      suffix=${suffix#CORAL_CRI_}
+      env_line "CORAL_CRI_$suffix" "unix://$(node_socket "$node")"
+      env_line "CORAL_HOST_ROOT_$suffix" "$(node_host_root "$node")"
+      env_line "CORAL_CONTAINERD_PIDFILE_$suffix" "$CLUSTER_DIR/pids/containerd-$node.pid"
     done
-    for node in "${NODES[@]}"; do
-      printf 'export %s=%q\n' "$(node_env_name "$node" | sed 's/^CORAL_CRI_/CORAL_HOST_ROOT_/')" "$(node_host_root "$node")"
-    done
-    for node in "${NODES[@]}"; do
-      printf 'export %s=%q\n' "$(node_env_name "$node" | sed 's/^CORAL_CRI_/CORAL_CONTAINERD_PIDFILE_/')" "$CLUSTER_DIR/pids/containerd-$node.pid"
-    done
-    printf 'export CORAL_CRICTL=%q\n' "$CRICTL"
-    printf 'export CORAL_IMAGETOOL=%q\n' "$TOOLS_DIR/imagetool"
-    printf 'export CORAL_WORKER_IMAGE=%q\n' "$WORKER_IMAGE"
-    printf 'export CORAL_PAUSE_IMAGE=%q\n' "$PAUSE_IMAGE"
-    printf 'export CORAL_SAMPLE_IMAGES=%q\n' "$SAMPLE_IMAGES"
-    printf 'export CORAL_AUTH_SAMPLE_IMAGE=%q\n' "$AUTH_SAMPLE_IMAGE"
+    env_line CORAL_CRICTL "$CRICTL"
+    env_line CORAL_IMAGETOOL "$TOOLS_DIR/imagetool"
+    env_line CORAL_WORKER_IMAGE "$WORKER_IMAGE"
+    env_line CORAL_PAUSE_IMAGE "$PAUSE_IMAGE"
+    env_line CORAL_SAMPLE_IMAGES "$SAMPLE_IMAGES"
+    env_line CORAL_AUTH_SAMPLE_IMAGE "$AUTH_SAMPLE_IMAGE"
   } >"$tmp"
   mv "$tmp" "$ENV_FILE"
 }
 
 # ---- main ---------------------------------------------------------------------
 
+# start_cluster starts everything, overlapping what does not depend on each
+# other: registries, etcd and the three containerds start together; the
+# sandbox image only has to be in the registry before the first pod.
 start_cluster() {
   choose_ports
   derive_names
   mkdir -p "$CLUSTER_DIR"
   save_state
   make_pki
-
-  start_registries
-  push_images
-
-  start_etcd
   local node
-  log "starting containerd on every node (${NODES[*]})"
   for node in "${NODES[@]}"; do
     prepare_node "$node"
   done
-  for node in "${NODES[@]}"; do
-    start_containerd "$node"
-  done
-  wait_for etcd 30 "etcd" curl -sf "http://127.0.0.1:$ETCD_PORT/health"
 
+  start_registries
+  start_etcd
+  log "starting containerd on every node (${NODES[*]})"
+  for node in "${NODES[@]}"; do
+    launch_containerd "$node"
+  done
+  wait_registries
+  push_images
+  wait_for etcd 30 "etcd" curl -sf "http://127.0.0.1:$ETCD_PORT/health"
   start_apiserver
-  wait_for kube-apiserver 90 "the API server to be ready" https_healthy "$APISERVER_PORT" /readyz
-  start_controllers
+  for node in "${NODES[@]}"; do
+    wait_containerd "$node"
+  done
+  # kubelets retry until the API server answers: starting them now overlaps
+  # their own start-up with the API server's.
   log "starting the kubelets"
   for node in "${NODES[@]}"; do
     start_kubelet "$node"
   done
+  wait_for kube-apiserver 90 "the API server to be ready" https_healthy "$APISERVER_PORT" /readyz
+  start_controllers
   annotate_nodes
   wait_ready
 }
@@ -744,6 +762,7 @@ start_cluster() {
 main() {
   local t0=$SECONDS
   require_root
+  lock_cluster
   check_path_lengths
   check_deps
   build_components
