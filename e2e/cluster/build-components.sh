@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # Builds the components of the local e2e cluster from the Go module proxy, at the
 # versions pinned in versions.env, and caches them outside the repository:
 #

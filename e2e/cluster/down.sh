@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # Removes every trace of the local cluster (make cluster-down): its processes
 # (recorded daemons, containerd shims, containers), the mounts under the state
 # directory, the nodes' cgroups in every hierarchy, their CNI bridges, and the

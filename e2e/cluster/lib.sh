@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck source-path=SCRIPTDIR
 # shellcheck disable=SC2034 # variables here are used by the scripts that source this file
 # Shared by up.sh and down.sh: where things live, logging, ports, processes,
 # and the teardown (which up.sh also uses to clean up after a crash).

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # Stops or starts one node's container runtime of the running local cluster,
 # for tests of what Coral does when a node's runtime goes away.
 #

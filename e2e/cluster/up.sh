@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
 # Starts the local offline multi-node cluster (make cluster-up):
 #
 #   etcd, kube-apiserver, kube-controller-manager, kube-scheduler;
