@@ -25,6 +25,8 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrPlatform: the image does not have the platforms asked for.
 	ErrPlatform = errors.New("platform not available")
+
+	errNoLayer = errors.New("index child is neither an image nor an index")
 )
 
 // kindError attaches a kind to an error without hiding it.

@@ -36,6 +36,7 @@ type Mirror struct {
 	puller    *remote.Puller // sources, with source credentials
 	dstPuller *remote.Puller // destination reads (HEAD), with destination credentials
 	pusher    *remote.Pusher
+	homes     blobHomes
 }
 
 // New returns a Mirror configured by opts.
@@ -347,7 +348,8 @@ func notStarted(parent context.Context) string {
 func (m *Mirror) copyOne(ctx context.Context, it *Item, res Result) Result {
 	var sent atomic.Int64
 	start := time.Now()
-	err := m.pusher.Push(withCounter(ctx, &sent), it.Destination, it.taggable)
+	mounts := &mountPlan{homes: &m.homes, dst: it.Destination.Context()}
+	err := m.pusher.Push(withCounter(ctx, &sent), it.Destination, mounts.wrap(it.taggable))
 	res.Bytes = sent.Load()
 	res.Seconds = roundSeconds(time.Since(start))
 	if err != nil {
@@ -359,6 +361,7 @@ func (m *Mirror) copyOne(ctx context.Context, it *Item, res Result) Result {
 		}
 		return res
 	}
+	mounts.done()
 	res.Status = StatusCopied
 	return res
 }

@@ -112,6 +112,35 @@ func TestCopySharedBlobsAreSentOnce(t *testing.T) {
 	}
 }
 
+func TestCopyMountsBlobsAcrossDestinationRepositories(t *testing.T) {
+	src := mirrortest.Start(t)
+	dst := mirrortest.Start(t)
+	proxy := mirrortest.NewProxy(t, dst, nil)
+	idx := mirrortest.Index(t, twoPlatforms, 32<<10, 3)
+	want := mirrortest.Push(t, src.Host+"/team-a/base:v1", idx)
+	mirrortest.Push(t, src.Host+"/team-b/base:v1", idx)
+
+	rep, err := run(t, newMirror(t, mirrorlib.WithJobs(1)), proxy.Host+"/m", src.Host+"/team-a/base:v1", src.Host+"/team-b/base:v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rep.Results {
+		if r.Status != mirrorlib.StatusCopied || r.Digest != want.String() {
+			t.Fatalf("%+v", r)
+		}
+		if got := mirrortest.Digest(t, strings.Replace(r.Destination, proxy.Host, dst.Host, 1)); got != want.String() {
+			t.Fatalf("%s holds %q", r.Destination, got)
+		}
+	}
+	c := proxy.Counts()
+	if c["PATCH upload"] != 8 || c["POST mount"] < 8 {
+		t.Fatalf("the second repository must mount the 8 blobs the first one received: %v", c)
+	}
+	if second := rep.Results[1].Bytes; second > 8<<10 {
+		t.Errorf("the second image sent %d bytes; only its manifests should be sent", second)
+	}
+}
+
 func TestPlatformSubset(t *testing.T) {
 	src := mirrortest.Start(t)
 	dst := mirrortest.Start(t)

@@ -54,14 +54,17 @@ func NewProxy(t testing.TB, target *Registry, intercept func(r *http.Request) (i
 }
 
 // Classify names a registry request: "METHOD KIND" with KIND one of ping,
-// manifest, blob, upload, tags, other. A blob upload is "POST upload"
-// (start or mount), "PATCH upload" (data), "PUT upload" (commit).
+// manifest, blob, upload, mount, tags, other. A blob upload is "POST upload"
+// (start), "PATCH upload" (data), "PUT upload" (commit); "POST mount" asks
+// to mount a blob from another repository (and starts an upload if refused).
 func Classify(r *http.Request) string {
 	p := r.URL.Path
 	kind := "other"
 	switch {
 	case p == "/v2/" || p == "/v2":
 		kind = "ping"
+	case strings.Contains(p, "/blobs/uploads") && r.Method == http.MethodPost && r.URL.Query().Get("from") != "":
+		kind = "mount"
 	case strings.Contains(p, "/blobs/uploads"):
 		kind = "upload"
 	case strings.Contains(p, "/manifests/"):
