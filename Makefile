@@ -8,13 +8,25 @@ WORKER_REPO ?= coral-worker
 PKG := github.com/coral-dev/coral
 LDFLAGS := -s -w -X $(PKG)/pkg/version.Version=$(VERSION) -X $(PKG)/pkg/version.Commit=$(COMMIT)
 
-.PHONY: build test e2e test-all cluster-up cluster-down demo jobimage jobimage-push bench-prefetch fmt vet
+
+.PHONY: build test e2e check cluster-up cluster-down demo jobimage jobimage-push bench-prefetch fmt vet
 
 build: ## bin/kubectl-coral
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/kubectl-coral ./cmd/kubectl-coral
 
 test: ## unit and integration tests (real in-process servers; registries started by the tests)
 	$(GO) test ./...
+
+e2e: ## end-to-end tests on the local cluster (make cluster-up first)
+	CORAL_E2E=1 $(GO) test ./e2e/ -count=1 -v -timeout 40m
+
+check: ## the README's test command: unit tests, then the local cluster and the e2e suite
+	$(MAKE) --no-print-directory test
+	$(MAKE) --no-print-directory cluster-up
+	$(MAKE) --no-print-directory e2e
+
+demo: ## Coral's main job on the built-in local cluster: prefetch two images onto one pool
+	bash e2e/demo.sh
 
 WORKER_PLATFORMS ?= linux/amd64 linux/arm64
 # The worker image: static binaries for every platform, assembled FROM scratch

@@ -1,0 +1,270 @@
+// Package e2e proves Coral on a real multi-node cluster: real API server,
+// controller manager, kubelets and one containerd per node (make cluster-up).
+// Every test asserts on what the nodes' runtimes really hold, over CRI.
+//
+// Run with `make e2e` (or CORAL_E2E=1 go test ./e2e/). Without CORAL_E2E the
+// tests skip; with it, a missing cluster is a failure.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coral-dev/coral/pkg/report"
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// cluster is what `make cluster-up` wrote to _output/cluster/env.
+type cluster struct {
+	env    map[string]string
+	nodes  []string
+	client kubernetes.Interface
+	plugin string // path of the built kubectl-coral
+	binDir string
+}
+
+var (
+	theCluster *cluster
+	setupErr   error
+	setupOnce  sync.Once
+)
+
+func repoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Dir(filepath.Dir(file))
+}
+
+// getCluster loads the cluster once, or skips/fails the test.
+func getCluster(t *testing.T) *cluster {
+	t.Helper()
+	if os.Getenv("CORAL_E2E") == "" {
+		t.Skip("end-to-end test: run `make e2e` (or make cluster-up, then CORAL_E2E=1 go test ./e2e/)")
+	}
+	setupOnce.Do(func() { theCluster, setupErr = loadCluster() })
+	if setupErr != nil {
+		t.Fatalf("the local cluster is not usable: %v (run make cluster-up)", setupErr)
+	}
+	return theCluster
+}
+
+func loadCluster() (*cluster, error) {
+	path := os.Getenv("CORAL_CLUSTER_ENV")
+	if path == "" {
+		path = filepath.Join(repoRoot(), "_output", "cluster", "env")
+	}
+	env, err := readEnvFile(path)
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range []string{"KUBECONFIG", "CORAL_REGISTRY", "CORAL_NODES", "CORAL_WORKER_IMAGE", "CORAL_AUTH_REGISTRY"} {
+		if env[k] == "" {
+			return nil, fmt.Errorf("%s does not set %s", path, k)
+		}
+	}
+	c := &cluster{env: env, nodes: strings.Fields(env["CORAL_NODES"])}
+	cfg, err := clientcmd.BuildConfigFromFlags("", env["KUBECONFIG"])
+	if err != nil {
+		return nil, err
+	}
+	if c.client, err = kubernetes.NewForConfig(cfg); err != nil {
+		return nil, err
+	}
+	// Build the plugin once, as a user would get it.
+	c.binDir, err = os.MkdirTemp("", "coral-e2e-bin-")
+	if err != nil {
+		return nil, err
+	}
+	c.plugin = filepath.Join(c.binDir, "kubectl-coral")
+	build := exec.Command("go", "build", "-o", c.plugin, "./cmd/kubectl-coral")
+	build.Dir = repoRoot()
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("building the plugin: %v\n%s", err, out)
+	}
+	return c, nil
+}
+
+func readEnvFile(path string) (map[string]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	env := map[string]string{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(sc.Text()), "export "))
+		k, v, ok := strings.Cut(line, "=")
+		if !ok || strings.HasPrefix(k, "#") {
+			continue
+		}
+		env[k] = strings.Trim(v, `"'`)
+	}
+	return env, sc.Err()
+}
+
+// criEndpoint is the node's runtime socket as the harness exported it.
+func (c *cluster) criEndpoint(node string) string {
+	return c.env["CORAL_CRI_"+strings.ToUpper(strings.ReplaceAll(node, "-", "_"))]
+}
+
+// images returns the CRI image service of a node.
+func (c *cluster) imageService(t *testing.T, node string) runtimeapi.ImageServiceClient {
+	t.Helper()
+	ep := c.criEndpoint(node)
+	if ep == "" {
+		t.Fatalf("no CRI endpoint for node %s in the env file", node)
+	}
+	conn, err := grpc.NewClient(ep, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return runtimeapi.NewImageServiceClient(conn)
+}
+
+// nodeHas reports whether the node's runtime holds ref, and under which digests.
+func (c *cluster) nodeHas(t *testing.T, node, ref string) (bool, []string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := c.imageService(t, node).ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: ref}})
+	if err != nil {
+		t.Fatalf("ImageStatus(%s) on %s: %v", ref, node, err)
+	}
+	if resp.Image == nil {
+		return false, nil
+	}
+	return true, resp.Image.RepoDigests
+}
+
+// pushRandomImage pushes a small random image and returns ref and digest.
+func (c *cluster) pushRandomImage(t *testing.T, registry, repo string, auth authn.Authenticator) (string, string) {
+	t.Helper()
+	img, err := random.Image(64*1024, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := fmt.Sprintf("%s/e2e/%s-%06d:v1", registry, repo, rand.IntN(1000000))
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if auth == nil {
+		auth = authn.Anonymous
+	}
+	if err := remote.Write(r, img, remote.WithAuth(auth)); err != nil {
+		t.Fatalf("pushing %s: %v", ref, err)
+	}
+	d, _ := img.Digest()
+	return ref, d.String()
+}
+
+type result struct {
+	code   int
+	stdout string
+	stderr string
+	report *report.PrefetchReport
+}
+
+// coral runs the plugin binary against the cluster.
+func (c *cluster) coral(t *testing.T, stdin io.Reader, args ...string) result {
+	t.Helper()
+	cmd := c.coralCmd(args...)
+	cmd.Stdin = stdin
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	res := result{stdout: out.String(), stderr: errb.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		res.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("running kubectl-coral: %v", err)
+	}
+	if hasArg(args, "json") && strings.Contains(res.stdout, "PrefetchReport") {
+		res.report = &report.PrefetchReport{}
+		if err := json.Unmarshal(out.Bytes(), res.report); err != nil {
+			t.Fatalf("the JSON report does not parse: %v\n%s", err, res.stdout)
+		}
+	}
+	t.Logf("kubectl coral %s → exit %d\nstderr:\n%s", strings.Join(args, " "), res.code, res.stderr)
+	return res
+}
+
+func (c *cluster) coralCmd(args ...string) *exec.Cmd {
+	cmd := exec.Command(c.plugin, append([]string{"--kubeconfig", c.env["KUBECONFIG"]}, args...)...)
+	cmd.Env = append(os.Environ(), "CORAL_WORKER_IMAGE="+c.env["CORAL_WORKER_IMAGE"])
+	return cmd
+}
+
+func hasArg(args []string, v string) bool {
+	for _, a := range args {
+		if a == v || strings.HasSuffix(a, "="+v) {
+			return true
+		}
+	}
+	return false
+}
+
+// namespace creates a fresh namespace for one test and deletes it after.
+func (c *cluster) namespace(t *testing.T, labels map[string]string) string {
+	t.Helper()
+	ns := fmt.Sprintf("e2e-%s-%04d", strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")), rand.IntN(10000))
+	if len(ns) > 63 {
+		ns = ns[len(ns)-63:]
+	}
+	ns = strings.Trim(strings.ReplaceAll(ns, "_", "-"), "-")
+	_, err := c.client.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: labels}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.client.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{})
+	})
+	return ns
+}
+
+// jobsLeft counts Coral's Jobs in a namespace.
+func (c *cluster) jobsLeft(t *testing.T, ns string) int {
+	t.Helper()
+	l, err := c.client.BatchV1().Jobs(ns).List(context.Background(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=coral"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(l.Items)
+}
+
+// byNodeImage indexes a report.
+func byNodeImage(r *report.PrefetchReport) map[string]map[string]report.Result {
+	m := map[string]map[string]report.Result{}
+	for _, res := range r.Results {
+		if m[res.Node] == nil {
+			m[res.Node] = map[string]report.Result{}
+		}
+		m[res.Node][res.Image] = res
+	}
+	return m
+}
