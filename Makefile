@@ -62,3 +62,7 @@ cluster-up: ## start the local offline multi-node cluster (root)
 
 cluster-down: ## remove every trace of the local cluster
 	bash e2e/cluster/down.sh
+
+.PHONY: bench-mirror
+bench-mirror: ## coral mirror vs crane copy: ~200 MiB two-platform index between two local registries, cold and warm, medians (ROUNDS=5 SIZE_MB=200)
+	bash bench/mirror/bench-mirror.sh
