@@ -134,7 +134,9 @@ pick_port() {
 # ensure_port_free refuses to go on when something already listens on port.
 ensure_port_free() {
   local port=$1 what=$2
-  if listening_ports | grep -qx "$port"; then
+  local ports
+  ports=$(listening_ports)
+  if grep -qx "$port" <<<"$ports"; then
     die "port $port chosen for $what is taken ($(ss -Hltnp "sport = :$port" | head -1)); run make cluster-up again to pick another"
   fi
 }

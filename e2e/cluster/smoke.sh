@@ -62,7 +62,7 @@ EOF2
 }
 
 main() {
-  local node sock name t0=$SECONDS
+  local node sock name out t0=$SECONDS
   kc delete job -l app.kubernetes.io/name=coral-smoke --wait=true >/dev/null 2>&1 || true
   for node in $CORAL_NODES; do
     sock=$(socket_of "$node")
@@ -72,10 +72,13 @@ main() {
     name=smoke-$node
     kc wait --for=condition=complete "job/$name" --timeout=90s >/dev/null ||
       fail "job $name did not complete: $(kc get pods -l job-name="$name" -o wide 2>&1)"
-    kc logs "job/$name" | grep -qx '/run/cri.sock: socket' || fail "kubectl logs job/$name: no socket line"
+    # Capture, then match: `cmd | grep -q` fails under pipefail when grep
+    # exits before cmd has written everything (SIGPIPE).
+    out=$(kc logs "job/$name") || fail "kubectl logs job/$name failed"
+    grep -qx '/run/cri.sock: socket' <<<"$out" || fail "kubectl logs job/$name: no socket line in: $out"
     sock=$(socket_of "$node")
-    "$CORAL_CRICTL" --runtime-endpoint "$sock" images 2>/dev/null | grep -q "${CORAL_PAUSE_IMAGE%:*}" ||
-      fail "$node's runtime ($sock) does not list $CORAL_PAUSE_IMAGE"
+    out=$("$CORAL_CRICTL" --runtime-endpoint "$sock" images 2>/dev/null) || fail "crictl images on $sock failed"
+    grep -q "^${CORAL_PAUSE_IMAGE%:*} " <<<"$out" || fail "$node's runtime ($sock) does not list $CORAL_PAUSE_IMAGE"
     log "ok: $node (job succeeded, logs readable, image present over CRI at $sock)"
   done
   kc delete job -l app.kubernetes.io/name=coral-smoke --wait=false >/dev/null

@@ -328,7 +328,7 @@ push_worker_image() {
 # ---- etcd and the control plane -----------------------------------------------
 
 https_healthy() { # PORT PATH
-  curl -sk --max-time 2 "https://127.0.0.1:$1$2" | grep -qx ok
+  [ "$(curl -sk --max-time 2 "https://127.0.0.1:$1$2")" = ok ]
 }
 
 start_etcd() {
@@ -674,7 +674,9 @@ wait_ready() {
 }
 
 no_not_ready_taints() {
-  ! kc get nodes -o jsonpath='{.items[*].spec.taints[*].key}' | grep -q 'node.kubernetes.io/not-ready'
+  local keys
+  keys=$(kc get nodes -o jsonpath='{.items[*].spec.taints[*].key}') || return 1
+  [[ $keys != *node.kubernetes.io/not-ready* ]]
 }
 
 # ---- env file -----------------------------------------------------------------
