@@ -101,7 +101,7 @@ type Options struct {
 	InsecureRegistries []string
 	CAFiles            []string
 	Retries            int
-	DryRun             bool
+	DryRun             string
 	Output             string
 
 	args      []string
@@ -124,6 +124,7 @@ func NewOptions(flags *genericclioptions.ConfigFlags, streams genericiooptions.I
 		configFlags: flags,
 		Jobs:        mirrorlib.DefaultJobs,
 		KeepGoing:   true,
+		DryRun:      "none",
 		Retries:     mirrorlib.DefaultRetries - 1,
 		isTerminal:  isTerminal,
 	}
@@ -176,7 +177,8 @@ func newCmd(o *Options) *cobra.Command {
 	f.StringArrayVar(&o.InsecureRegistries, "insecure-registry", o.InsecureRegistries, "Registry (HOST or HOST:PORT) that may use plain http or an unverified certificate. Repeatable.")
 	f.StringArrayVar(&o.CAFiles, "registry-ca-file", o.CAFiles, "PEM file with CA certificates to trust for registries, in addition to the system's. Repeatable.")
 	f.IntVar(&o.Retries, "retries", o.Retries, "How often a request is retried after 429 Too Many Requests or a transient 5xx/network error.")
-	f.BoolVar(&o.DryRun, "dry-run", o.DryRun, "Print the plan (source, destination, digest, bytes to send, already present) without writing.")
+	f.StringVar(&o.DryRun, "dry-run", o.DryRun, `"client" (or just --dry-run): print the plan (source, destination, digest, bytes to send, already present) and write nothing`)
+	f.Lookup("dry-run").NoOptDefVal = "client"
 	f.StringVarP(&o.Output, "output", "o", o.Output, "Output format: "+strings.Join(report.Formats, "|")+" (default: a table).")
 	return cmd
 }
@@ -224,6 +226,13 @@ func (o *Options) Validate() error {
 		return cmdutil.BadInputf("--to: %w", err)
 	}
 	o.dest = dest
+	switch o.DryRun {
+	case "none", "client":
+	case "server":
+		return cmdutil.BadInputf(`--dry-run=server is not supported by mirror (registries have no dry run): use --dry-run`)
+	default:
+		return cmdutil.BadInputf(`--dry-run must be "none" or "client", got %q`, o.DryRun)
+	}
 	if o.Jobs <= 0 {
 		return cmdutil.BadInputf("--jobs must be at least 1, got %d", o.Jobs)
 	}
@@ -310,9 +319,10 @@ func (o *Options) Run(ctx context.Context) error {
 	if err != nil {
 		return interruptedOr(ctx, cmdutil.BadInput(withHints(err)))
 	}
-	printPlan(o.ErrOut, plan, o.DryRun)
+	dryRun := o.DryRun == "client"
+	printPlan(o.ErrOut, plan, dryRun)
 
-	if o.DryRun {
+	if dryRun {
 		if err := m.Estimate(ctx, plan); err != nil {
 			return interruptedOr(ctx, cmdutil.BadInput(withHints(err)))
 		}
