@@ -73,7 +73,9 @@ node_socket() { echo "$CLUSTER_DIR/nodes/$1/containerd.sock"; }
 node_host_root() { echo "$CLUSTER_DIR/nodes/$1/root"; }
 node_cgroup() { echo "/$CGROUP_PARENT/$1"; }           # kubelet cgroupRoot
 node_bridge() { echo "crl${CLUSTER_ID}n$(node_index "$1")"; } # <= 15 chars
-node_subnet() { echo "10.244.$(node_index "$1").0/24"; }
+# Pod subnet per node, 10.X.<index>.0/24 with X from the cluster id, so
+# bridges left by another checkout's cluster do not overlap.
+node_subnet() { echo "10.$((200 + 16#${CLUSTER_ID:0:2} % 50)).$(node_index "$1").0/24"; }
 # CORAL_CRI_CORAL_NODE_1 for coral-node-1.
 node_env_name() {
   local n=${1^^}
