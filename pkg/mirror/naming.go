@@ -24,6 +24,12 @@ var ErrCollision = errors.New("destination collision")
 //	nginx:1.27                      → registry.local:5000/library/nginx:1.27
 //	quay.io/org/app@sha256:…        → registry.local:5000/org/app@sha256:…
 //	ghcr.io/org/app:v1 (--to r/m)   → r/m/org/app:v1
+//
+// The prefix may hold {registry}, replaced by the source registry (Docker
+// Hub as docker.io, a port as _PORT), which keeps images of many registries
+// apart and matches containerd's per-registry mirror configuration:
+//
+//	quay.io/org/app:v1 (--to r/{registry}) → r/quay.io/org/app:v1
 type Destination struct {
 	registry name.Registry
 	prefix   string
@@ -47,12 +53,15 @@ func ParseDestination(to string, insecure ...string) (Destination, error) {
 	if strings.ContainsAny(prefix, "@:") {
 		return Destination{}, fmt.Errorf("destination %q: want a registry and optional path, without tag or digest", to)
 	}
+	if rest := strings.ReplaceAll(prefix, RegistryPlaceholder, ""); strings.ContainsAny(rest, "{}") {
+		return Destination{}, fmt.Errorf("destination %q: the only placeholder is %s", to, RegistryPlaceholder)
+	}
 	reg, err := name.NewRegistry(host, nameOpts(host, insecure)...)
 	if err != nil {
 		return Destination{}, fmt.Errorf("destination %q: %w", to, err)
 	}
 	if prefix != "" {
-		if _, err := name.NewRepository(host+"/"+prefix, name.StrictValidation); err != nil {
+		if _, err := name.NewRepository(host+"/"+strings.ReplaceAll(prefix, RegistryPlaceholder, "registry"), name.StrictValidation); err != nil {
 			return Destination{}, fmt.Errorf("destination %q: invalid path %q (lowercase letters, digits, '.', '_', '-' and '/'): %w", to, prefix, err)
 		}
 	}
@@ -74,7 +83,7 @@ func (d Destination) Registry() name.Registry { return d.registry }
 func (d Destination) Map(src name.Reference, original string) (name.Reference, error) {
 	p := src.Context().RepositoryStr()
 	if d.prefix != "" {
-		p = d.prefix + "/" + p
+		p = strings.ReplaceAll(d.prefix, RegistryPlaceholder, registryPath(src.Context().Registry)) + "/" + p
 	}
 	repo := d.registry.Repo(p)
 	switch r := src.(type) {
@@ -87,6 +96,20 @@ func (d Destination) Map(src name.Reference, original string) (name.Reference, e
 		return repo.Digest(r.DigestStr()), nil
 	}
 	return nil, fmt.Errorf("unsupported reference %T", src)
+}
+
+// RegistryPlaceholder in a destination path stands for the source registry
+// (see Destination).
+const RegistryPlaceholder = "{registry}"
+
+// registryPath spells a registry as a path component: Docker Hub as
+// docker.io, a port after an underscore (registry.local_5000), lowercase.
+func registryPath(r name.Registry) string {
+	h := r.RegistryStr()
+	if h == name.DefaultRegistry {
+		h = "docker.io"
+	}
+	return strings.ToLower(strings.NewReplacer(":", "_", "[", "", "]", "").Replace(h))
 }
 
 // tagOf returns the tag of a "repo:tag@digest" reference, or "".
@@ -164,6 +187,6 @@ func collisions(items []*Item) error {
 		return nil
 	}
 	sort.Strings(lines)
-	return fmt.Errorf("%w: these sources would overwrite each other (mirror them in separate runs with different --to prefixes):\n  %s",
+	return fmt.Errorf("%w: these sources would overwrite each other (add {registry} to the destination path, e.g. --to HOST/{registry}, or mirror them in separate runs):\n  %s",
 		ErrCollision, strings.Join(lines, "\n  "))
 }

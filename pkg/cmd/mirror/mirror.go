@@ -34,6 +34,9 @@ are kept. Two sources that would land on one destination are an error.
   nginx:1.27                  -> REGISTRY[/PREFIX]/library/nginx:1.27
   quay.io/org/app@sha256:...  -> REGISTRY[/PREFIX]/org/app@sha256:...
   ghcr.io/org/app:v1@sha256:. -> REGISTRY[/PREFIX]/org/app:v1 (that digest)
+{registry} in the prefix stands for the source registry, keeping images of
+many registries apart (and matching containerd's per-registry mirrors):
+  quay.io/org/app:v1 --to REGISTRY/{registry} -> REGISTRY/quay.io/org/app:v1
 
 Multi-platform images are copied whole and keep their digest. --platform
 copies a subset: one platform writes that platform's image manifest (its digest
@@ -71,6 +74,9 @@ var mirrorExample = `  # Copy two images (every platform, digests kept) into a l
 
   # Copy every image another cluster runs into this region's registry
   kubectl coral mirror --from-cluster --context prod-us -A --to registry.eu.local
+
+  # The same, one path per source registry (docker.io/..., quay.io/...)
+  kubectl coral mirror --from-cluster --context prod-us -A --to 'registry.eu.local/{registry}'
 
   # Copy the Redis 7 tags, for amd64 and arm64 only
   kubectl coral mirror docker.io/library/redis --tags '^7\.' --platform linux/amd64,linux/arm64 --to registry.local:5000
@@ -162,7 +168,7 @@ func newCmd(o *Options) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.To, "to", o.To, "Registry (and optional path prefix) to copy into, e.g. registry.local:5000/mirror. Required.")
+	f.StringVar(&o.To, "to", o.To, "Registry (and optional path prefix, where {registry} stands for the source registry) to copy into, e.g. registry.local:5000/mirror. Required.")
 	f.StringArrayVarP(&o.Filenames, "filename", "f", o.Filenames, "File with images: a list (one per line, # comments) or Kubernetes manifests; - reads stdin. Repeatable.")
 	f.BoolVar(&o.FromCluster, "from-cluster", o.FromCluster, "Copy the images of the pods and workloads of the cluster (--context, -n or -A).")
 	f.BoolVarP(&o.AllNamespaces, "all-namespaces", "A", o.AllNamespaces, "With --from-cluster: every namespace.")
@@ -371,7 +377,7 @@ func withHints(err error) error {
 		{mirrorlib.ErrNotFound, "an image or tag does not exist: fix or remove it in the input"},
 		{mirrorlib.ErrUnreachable, "a registry could not be reached: check its host and port (and --insecure-registry for plain http)"},
 		{mirrorlib.ErrPlatform, "an image lacks a --platform asked for: see what it has with --dry-run -o yaml, or change --platform"},
-		{mirrorlib.ErrCollision, "two sources map to one destination: mirror them in separate runs with different --to prefixes"},
+		{mirrorlib.ErrCollision, "two sources map to one destination: put {registry} in the --to path (e.g. --to 'registry.local:5000/{registry}') or mirror them in separate runs"},
 	}
 	var lines []string
 	for _, h := range hints {
