@@ -263,6 +263,10 @@ func (m *Mirror) resolve(ctx context.Context, it *Item) error {
 		if err := m.selectPlatforms(it, desc); err != nil {
 			return &itemError{item: it, side: "source", err: err}
 		}
+		// A subset has its own digest: a by-digest destination must name it.
+		if d, ok := it.Destination.(name.Digest); ok && it.Digest != it.SourceDigest {
+			it.Destination = d.Context().Digest(it.Digest.String())
+		}
 	}
 	head, err := m.dstPuller.Head(ctx, it.Destination)
 	if err != nil {

@@ -169,6 +169,20 @@ func TestPlatformSubset(t *testing.T) {
 		{name: "all platforms keep the index", platforms: []string{"linux/amd64", "linux/arm64", "linux/arm/v7"}, wantDigest: srcDigest.String()},
 		{name: "absent platform is an error", platforms: []string{"windows/amd64"}, wantErr: mirrorlib.ErrPlatform},
 	}
+	t.Run("by digest, the destination names the subset's digest", func(t *testing.T) {
+		ps, _ := mirrorlib.ParsePlatforms([]string{"linux/arm64"})
+		rep, err := run(t, newMirror(t, mirrorlib.WithPlatforms(ps...)), dst.Host+"/bydigest", src.Host+"/app@"+srcDigest.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		res := rep.Results[0]
+		if res.Status != mirrorlib.StatusCopied || res.Destination != dst.Host+"/bydigest/app@"+child["linux/arm64"] {
+			t.Fatalf("%+v", res)
+		}
+		if mirrortest.Digest(t, res.Destination) != child["linux/arm64"] {
+			t.Fatal("destination does not hold the arm64 image")
+		}
+	})
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			ps, err := mirrorlib.ParsePlatforms(tc.platforms)
