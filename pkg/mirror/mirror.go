@@ -252,6 +252,25 @@ func (m *Mirror) expand(ctx context.Context, sources []string) ([]name.Reference
 // resolve fetches the source manifest, picks what to write and looks for it
 // at the destination.
 func (m *Mirror) resolve(ctx context.Context, it *Item) error {
+	var (
+		dstDigest v1.Hash // what the destination holds, once looked up
+		looked    bool
+	)
+	// A pinned source (by digest) that the destination already holds needs
+	// nothing from the source registry: re-runs work while it is down.
+	if d, ok := it.Source.(name.Digest); ok && len(m.o.platforms) == 0 {
+		if h, err := v1.NewHash(d.DigestStr()); err == nil {
+			got, err := m.destinationDigest(ctx, it)
+			if err != nil {
+				return err
+			}
+			if got == h {
+				it.SourceDigest, it.Digest, it.Present = h, h, true
+				return nil
+			}
+			dstDigest, looked = got, true
+		}
+	}
 	desc, err := m.puller.Get(ctx, it.Source)
 	if err != nil {
 		return &itemError{item: it, side: "source", reg: it.Source.Context().Registry, err: explain(err, "source")}
@@ -268,18 +287,29 @@ func (m *Mirror) resolve(ctx context.Context, it *Item) error {
 			it.Destination = d.Context().Digest(it.Digest.String())
 		}
 	}
+	if !looked {
+		if dstDigest, err = m.destinationDigest(ctx, it); err != nil {
+			return err
+		}
+	}
+	it.Present = dstDigest == it.Digest
+	return nil
+}
+
+// destinationDigest returns the digest the item's destination holds, or the
+// zero hash when it holds nothing.
+func (m *Mirror) destinationDigest(ctx context.Context, it *Item) (v1.Hash, error) {
 	head, err := m.dstPuller.Head(ctx, it.Destination)
 	if err != nil {
 		// Not there yet. Like go-containerregistry, take 403 for "not there":
 		// some registries answer a HEAD for a missing manifest that way.
 		var terr *transport.Error
 		if errors.As(err, &terr) && (terr.StatusCode == http.StatusNotFound || terr.StatusCode == http.StatusForbidden) {
-			return nil
+			return v1.Hash{}, nil
 		}
-		return &itemError{item: it, side: "destination", reg: it.Destination.Context().Registry, err: explain(err, "destination")}
+		return v1.Hash{}, &itemError{item: it, side: "destination", reg: it.Destination.Context().Registry, err: explain(err, "destination")}
 	}
-	it.Present = head.Digest == it.Digest
-	return nil
+	return head.Digest, nil
 }
 
 // Copy carries out the plan: images not yet present are written, up to

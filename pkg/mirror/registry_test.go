@@ -90,6 +90,35 @@ func TestCopyMultiPlatformIndexKeepsDigestAndSecondRunSendsNothing(t *testing.T)
 	}
 }
 
+func TestPinnedImageAlreadyMirroredNeedsNoSource(t *testing.T) {
+	src := mirrortest.Start(t)
+	dst := mirrortest.Start(t)
+	want := mirrortest.Push(t, src.Host+"/app:v1", mirrortest.Image(t, "linux/amd64", 1024, 1))
+	var down atomic.Bool
+	proxy := mirrortest.NewProxy(t, src, func(*http.Request) (int, http.Header, bool) {
+		if down.Load() {
+			return http.StatusServiceUnavailable, nil, true
+		}
+		return 0, nil, false
+	})
+	pinned := proxy.Host + "/app:v1@" + want.String()
+	if _, err := run(t, newMirror(t), dst.Host, pinned); err != nil {
+		t.Fatal(err)
+	}
+	down.Store(true)
+	proxy.Reset()
+	rep, err := run(t, newMirror(t), dst.Host, pinned)
+	if err != nil {
+		t.Fatalf("the source is down, but the destination already holds the pinned digest: %v", err)
+	}
+	if res := rep.Results[0]; res.Status != mirrorlib.StatusPresent || res.Digest != want.String() || res.Destination != dst.Host+"/app:v1" {
+		t.Fatalf("%+v", res)
+	}
+	if n := len(proxy.Counts()); n != 0 {
+		t.Fatalf("the source was asked: %v", proxy.Counts())
+	}
+}
+
 func TestCopySharedBlobsAreSentOnce(t *testing.T) {
 	src := mirrortest.Start(t)
 	dst := mirrortest.Start(t)
