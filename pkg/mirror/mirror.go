@@ -333,21 +333,15 @@ func (m *Mirror) Copy(ctx context.Context, plan *Plan) (*Report, error) {
 	prog := newProgressLoop(m, len(todo), start)
 	defer prog.stop()
 
-	var (
-		mu      sync.Mutex
-		stopped bool
-		wg      sync.WaitGroup
-	)
+	// copyCtx ends on interrupt, or after a failure without keep-going.
+	var wg sync.WaitGroup
 	sem := make(chan struct{}, m.o.jobs)
 	for _, i := range todo {
 		select {
 		case sem <- struct{}{}:
 		case <-copyCtx.Done():
 		}
-		mu.Lock()
-		halted := stopped || copyCtx.Err() != nil
-		mu.Unlock()
-		if halted {
+		if copyCtx.Err() != nil {
 			results[i].Status = StatusFailed
 			results[i].Message = notStarted(ctx)
 			continue
@@ -356,11 +350,8 @@ func (m *Mirror) Copy(ctx context.Context, plan *Plan) (*Report, error) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			res := m.copyOne(copyCtx, plan.Items[i], results[i])
+			res := m.copyOne(copyCtx, ctx, plan.Items[i], results[i])
 			if res.Status == StatusFailed && !m.o.keepGoing {
-				mu.Lock()
-				stopped = true
-				mu.Unlock()
 				stop()
 			}
 			results[i] = res
@@ -376,10 +367,12 @@ func notStarted(parent context.Context) string {
 	if parent.Err() != nil {
 		return "not copied: interrupted"
 	}
-	return "not copied: an earlier image failed and --keep-going=false"
+	return "not copied: stopped after an earlier image failed (keep-going is off)"
 }
 
-func (m *Mirror) copyOne(ctx context.Context, it *Item, res Result) Result {
+// copyOne pushes one item under ctx, a child of parent that also ends when
+// another image failed and keep-going is off.
+func (m *Mirror) copyOne(ctx, parent context.Context, it *Item, res Result) Result {
 	var sent atomic.Int64
 	start := time.Now()
 	mounts := &mountPlan{homes: &m.homes, dst: it.Destination.Context()}
@@ -388,9 +381,12 @@ func (m *Mirror) copyOne(ctx context.Context, it *Item, res Result) Result {
 	res.Seconds = roundSeconds(time.Since(start))
 	if err != nil {
 		res.Status = StatusFailed
-		if ctx.Err() != nil {
+		switch {
+		case parent.Err() != nil:
 			res.Message = "interrupted: " + err.Error()
-		} else {
+		case ctx.Err() != nil:
+			res.Message = "stopped after an earlier image failed (keep-going is off): " + err.Error()
+		default:
 			res.Message = explain(err, "destination").Error()
 		}
 		return res
