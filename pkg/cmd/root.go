@@ -8,6 +8,7 @@ import (
 	"fmt"
 
 	"github.com/coral-dev/coral/pkg/cmd/cmdutil"
+	"github.com/coral-dev/coral/pkg/cmd/mirror"
 	"github.com/coral-dev/coral/pkg/cmd/prefetch"
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
@@ -49,6 +50,7 @@ non-zero when anything failed:
 	}
 	flags.AddFlags(root.PersistentFlags())
 	root.AddCommand(prefetch.NewCmdPrefetch(flags, streams))
+	root.AddCommand(mirror.NewCmdMirror(flags, streams))
 	return root
 }
 
