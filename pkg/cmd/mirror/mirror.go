@@ -44,8 +44,9 @@ is the source's per-platform digest), several write a new, smaller index whose
 digest differs from the source's; the report says so.
 
 Runs are incremental: an image whose digest is already at the destination
-costs one HEAD request, blobs the destination has are never sent again, and
-blobs are mounted from other repositories where the registry allows.
+costs a manifest read at the source and one HEAD at the destination (only the
+HEAD when pinned by digest), blobs the destination has are never sent again,
+and blobs are mounted from other repositories where the registry allows.
 
 Before anything is written, every source is resolved and the destination is
 checked; invalid or missing images, unreachable registries, refused
