@@ -366,10 +366,10 @@ func TestPrefetchRuntimeKilledMidRun(t *testing.T) {
 	}
 }
 
-// restoreCluster brings a node's containerd back (cluster-up is idempotent)
-// and waits until the node is Ready again.
+// restoreCluster starts the node's containerd again and waits until the
+// node is Ready and its runtime answers.
 func restoreCluster(t *testing.T, c *cluster, node string) {
-	cmd := exec.Command("bash", filepath.Join(repoRoot(), "e2e", "cluster", "up.sh"))
+	cmd := exec.Command("bash", filepath.Join(repoRoot(), "e2e", "cluster", "node.sh"), "start-runtime", node)
 	cmd.Dir = repoRoot()
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Errorf("restoring the cluster: %v\n%s", err, out)
