@@ -87,6 +87,7 @@ type nodeState struct {
 	nj        NodeJob
 	created   time.Time
 	hasPod    bool
+	podName   string
 	explained bool // events for a pod-less Job were read
 	done      bool
 	running   bool
@@ -289,6 +290,7 @@ func (r *runner) onPod(obj any, deleted bool) {
 		return
 	}
 	st.hasPod = true
+	st.podName = pod.Name
 	if res, final := r.e.readPod(pod, st.nj); final {
 		r.finish(st, res)
 		return
@@ -305,8 +307,14 @@ func (r *runner) onPod(obj any, deleted bool) {
 
 // checkDeadlines fails nodes past --timeout and explains Jobs with no pod.
 func (r *runner) checkDeadlines(ctx context.Context) {
+	type late struct {
+		st  *nodeState
+		msg string
+		pod string
+	}
 	r.mu.Lock()
 	var explain []*nodeState
+	var timedOut []late
 	now := time.Now()
 	for _, n := range r.order {
 		st := r.states[n]
@@ -315,14 +323,15 @@ func (r *runner) checkDeadlines(ctx context.Context) {
 		}
 		if r.e.NodeTimeout > 0 && now.Sub(st.created) > r.e.NodeTimeout {
 			msg := fmt.Sprintf("no report within --timeout=%s", r.e.NodeTimeout)
-			if !st.hasPod {
+			switch {
+			case !st.hasPod:
 				msg += "; the Job never got a pod"
-			} else if !st.running {
+			case !st.running:
 				msg += "; the worker pod never started"
-			} else {
+			default:
 				msg += "; the worker pod is still running (is the node's container runtime or kubelet down?)"
 			}
-			r.finish(st, failAll(st.nj, msg))
+			timedOut = append(timedOut, late{st: st, msg: msg, pod: st.podName})
 			continue
 		}
 		if !st.hasPod && !st.explained && now.Sub(st.created) > r.e.NoPodGrace {
@@ -331,6 +340,16 @@ func (r *runner) checkDeadlines(ctx context.Context) {
 		}
 	}
 	r.mu.Unlock()
+	// What kubelet last said about a late pod (e.g. it cannot reach the
+	// runtime to create the sandbox) is the most useful part of the message.
+	for _, l := range timedOut {
+		if why := r.lastWarning(ctx, "Pod", l.pod); why != "" {
+			l.msg += ": " + why
+		}
+		r.mu.Lock()
+		r.finish(l.st, failAll(l.st.nj, l.msg))
+		r.mu.Unlock()
+	}
 	// A Job without a pod after a grace period: one look at its events tells
 	// why (admission webhook, quota, Pod Security). One request per such Job,
 	// once — not a poll.
@@ -345,6 +364,43 @@ func (r *runner) checkDeadlines(ctx context.Context) {
 		}
 		r.mu.Unlock()
 	}
+}
+
+// lastWarning returns the newest Warning event's reason and message for an
+// object, or "".
+func (r *runner) lastWarning(ctx context.Context, kind, name string) string {
+	if name == "" {
+		return ""
+	}
+	sel := fields.Set{"involvedObject.kind": kind, "involvedObject.name": name}.AsSelector().String()
+	evs, err := r.e.Client.CoreV1().Events(r.e.Namespace).List(ctx, metav1.ListOptions{FieldSelector: sel})
+	if err != nil {
+		return ""
+	}
+	var best *corev1.Event
+	for i := range evs.Items {
+		ev := &evs.Items[i]
+		if ev.Type != corev1.EventTypeWarning {
+			continue
+		}
+		if best == nil || eventTime(ev).After(eventTime(best)) {
+			best = ev
+		}
+	}
+	if best == nil {
+		return ""
+	}
+	return best.Reason + ": " + best.Message
+}
+
+func eventTime(ev *corev1.Event) time.Time {
+	if !ev.LastTimestamp.IsZero() {
+		return ev.LastTimestamp.Time
+	}
+	if !ev.EventTime.IsZero() {
+		return ev.EventTime.Time
+	}
+	return ev.CreationTimestamp.Time
 }
 
 func (r *runner) jobCreateFailure(ctx context.Context, job string) string {

@@ -226,6 +226,12 @@ func TestRunNodeTimeoutAndPodDeletion(t *testing.T) {
 			return false
 		}
 		pod.Status.Phase = corev1.PodRunning
+		c.Tracker().Add(&corev1.Event{
+			ObjectMeta:     metav1.ObjectMeta{Name: pod.Name + ".1", Namespace: ns},
+			InvolvedObject: corev1.ObjectReference{Kind: "Pod", Name: pod.Name, Namespace: ns},
+			Type:           corev1.EventTypeWarning, Reason: "FailedKillPod",
+			Message: "rpc error: code = Unavailable desc = connection refused",
+		})
 		return true // runs forever
 	}}
 	k.start(t, ctx)
@@ -237,7 +243,7 @@ func TestRunNodeTimeoutAndPodDeletion(t *testing.T) {
 	if m := res[0].Items[0].Message; !strings.Contains(m, "deleted before it reported") {
 		t.Errorf("gone: %q", m)
 	}
-	if m := res[1].Items[0].Message; !strings.Contains(m, "--timeout=1.5s") || !strings.Contains(m, "still running") {
+	if m := res[1].Items[0].Message; !strings.Contains(m, "--timeout=1.5s") || !strings.Contains(m, "still running") || !strings.Contains(m, "FailedKillPod: rpc error") {
 		t.Errorf("stuck: %q", m)
 	}
 	if n := remainingJobs(t, c); n != 0 {
