@@ -42,8 +42,11 @@ if [[ ! -x $CRANE ]]; then
 fi
 
 echo "building coral …" >&2
-if (cd "$ROOT" && CGO_ENABLED=0 "$GO" build -trimpath -o "$WORK/kubectl-coral" ./cmd/kubectl-coral) 2>"$WORK/build.err" &&
-   "$WORK/kubectl-coral" mirror --help 2>/dev/null | grep -q -- "--to REGISTRY"; then
+help=""
+if (cd "$ROOT" && CGO_ENABLED=0 "$GO" build -trimpath -o "$WORK/kubectl-coral" ./cmd/kubectl-coral) 2>"$WORK/build.err"; then
+  help=$("$WORK/kubectl-coral" mirror --help 2>/dev/null || true)
+fi
+if [[ $help == *"--to REGISTRY"* ]]; then
   CORAL=("$WORK/kubectl-coral" mirror)
 else
   # kubectl-coral does not build or has no mirror command yet: run the

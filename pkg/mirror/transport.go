@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
 // ErrPlainHTTP is returned for a plain-http request to a registry that was
@@ -40,25 +42,12 @@ func newTransport(o *options, counted *atomic.Int64) http.RoundTripper {
 	return &retryTransport{inner: rt, attempts: o.retries, base: o.retryBase, maxWait: o.retryMaxWait}
 }
 
+// newHTTPTransport is go-containerregistry's default transport (the one
+// crane uses) with our TLS settings.
 func newHTTPTransport(tc *tls.Config) *http.Transport {
-	return &http.Transport{
-		Proxy: http.ProxyFromEnvironment,
-		DialContext: (&net.Dialer{
-			Timeout:   30 * time.Second,
-			KeepAlive: 30 * time.Second,
-		}).DialContext,
-		TLSClientConfig:       tc,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          100,
-		MaxIdleConnsPerHost:   50,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ExpectContinueTimeout: 1 * time.Second,
-		// Blobs are already compressed; let registries send them as they are.
-		DisableCompression: true,
-		WriteBufferSize:    256 << 10,
-		ReadBufferSize:     256 << 10,
-	}
+	t := remote.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = tc
+	return t
 }
 
 // hostRouter sends requests for registries named insecure through a
