@@ -8,6 +8,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
@@ -16,11 +17,12 @@ import (
 	"github.com/coral-dev/coral/pkg/source"
 )
 
-// clusterImages lists the images of the pods and pod templates in scope.
-func (o *Options) clusterImages(ctx context.Context) ([]string, error) {
+// clusterImages lists the images of the pods and pod templates in scope,
+// and the image pull secrets they name.
+func (o *Options) clusterImages(ctx context.Context) ([]string, []secretRef, error) {
 	client, err := o.newClient()
 	if err != nil {
-		return nil, fmt.Errorf("--from-cluster: connecting to the cluster (--kubeconfig, --context): %w", err)
+		return nil, nil, fmt.Errorf("--from-cluster: connecting to the cluster (--kubeconfig, --context): %w", err)
 	}
 	ns := o.namespace
 	if o.AllNamespaces {
@@ -31,9 +33,34 @@ func (o *Options) clusterImages(ctx context.Context) ([]string, error) {
 		fmt.Fprintf(o.ErrOut, "warning: --from-cluster: %s\n", w)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("--from-cluster: %w", err)
+		return nil, nil, fmt.Errorf("--from-cluster: %w", err)
 	}
-	return source.FromPodSpecs(objs), nil
+	return source.FromPodSpecs(objs), pullSecretsOf(objs), nil
+}
+
+// secretRef names a secret.
+type secretRef struct{ namespace, name string }
+
+// pullSecretsOf lists the imagePullSecrets of objs, each once, in order.
+// Pods carry their service account's too (admission copies them in).
+func pullSecretsOf(objs []runtime.Object) []secretRef {
+	var refs []secretRef
+	seen := map[secretRef]bool{}
+	for _, obj := range objs {
+		spec := source.PodSpecOf(obj)
+		acc, err := meta.Accessor(obj)
+		if spec == nil || err != nil {
+			continue
+		}
+		for _, s := range spec.ImagePullSecrets {
+			r := secretRef{acc.GetNamespace(), s.Name}
+			if s.Name != "" && !seen[r] {
+				seen[r] = true
+				refs = append(refs, r)
+			}
+		}
+	}
+	return refs
 }
 
 // workloadObjects lists every object with a pod template in namespace ns
@@ -149,27 +176,35 @@ func objects[T any, PT interface {
 	return out
 }
 
-// keychains builds the source and destination credentials: secrets from
-// the cluster first, then the user's docker config and credential helpers.
-func (o *Options) keychains(ctx context.Context) (src, dst authn.Keychain, err error) {
+// keychains builds the source and destination credentials: --pull-secret
+// and --push-secret first, then (sources only) the image pull secrets of
+// the workloads read with --from-cluster, then the user's docker config and
+// credential helpers.
+func (o *Options) keychains(ctx context.Context, workloadSecrets []secretRef) (src, dst authn.Keychain, err error) {
 	src, dst = authn.DefaultKeychain, authn.DefaultKeychain
-	if len(o.PullSecrets) == 0 && len(o.PushSecrets) == 0 {
+	if len(o.PullSecrets) == 0 && len(o.PushSecrets) == 0 && len(workloadSecrets) == 0 {
 		return src, dst, nil
 	}
 	client, err := o.newClient()
 	if err != nil {
 		return nil, nil, fmt.Errorf("--pull-secret/--push-secret: connecting to the cluster (--kubeconfig, --context): %w", err)
 	}
-	if len(o.PullSecrets) > 0 {
-		ring, err := o.readSecrets(ctx, client, "--pull-secret", o.PullSecrets)
-		if err != nil {
+	if len(o.PullSecrets) > 0 || len(workloadSecrets) > 0 {
+		ring := &registryauth.Keyring{}
+		if err := o.readSecrets(ctx, client, ring, "--pull-secret", o.PullSecrets); err != nil {
 			return nil, nil, err
+		}
+		for _, r := range workloadSecrets {
+			// The workloads' own secrets help; one we cannot read is no reason to stop.
+			if err := o.readSecrets(ctx, client, ring, "imagePullSecrets", []string{r.namespace + "/" + r.name}); err != nil {
+				fmt.Fprintf(o.ErrOut, "warning: --from-cluster: skipping %v\n", err)
+			}
 		}
 		src = ring.Keychain(authn.DefaultKeychain)
 	}
 	if len(o.PushSecrets) > 0 {
-		ring, err := o.readSecrets(ctx, client, "--push-secret", o.PushSecrets)
-		if err != nil {
+		ring := &registryauth.Keyring{}
+		if err := o.readSecrets(ctx, client, ring, "--push-secret", o.PushSecrets); err != nil {
 			return nil, nil, err
 		}
 		dst = ring.Keychain(authn.DefaultKeychain)
@@ -177,22 +212,26 @@ func (o *Options) keychains(ctx context.Context) (src, dst authn.Keychain, err e
 	return src, dst, nil
 }
 
-func (o *Options) readSecrets(ctx context.Context, c kubernetes.Interface, flag string, names []string) (*registryauth.Keyring, error) {
-	ring := &registryauth.Keyring{}
+// readSecrets adds the credentials of the named secrets to ring.
+func (o *Options) readSecrets(ctx context.Context, c kubernetes.Interface, ring *registryauth.Keyring, flag string, names []string) error {
 	for _, n := range names {
 		ns, name := o.namespace, n
 		if before, after, ok := strings.Cut(n, "/"); ok {
 			ns, name = before, after
 		}
 		if name == "" || ns == "" {
-			return nil, fmt.Errorf("%s %q: want NAME or NAMESPACE/NAME", flag, n)
+			return fmt.Errorf("%s %q: want NAME or NAMESPACE/NAME", flag, n)
 		}
 		s, err := c.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
-			return nil, fmt.Errorf("%s %s: no secret %q in namespace %q (create it with kubectl create secret docker-registry, or pass -n)", flag, n, name, ns)
+			hint := ""
+			if strings.HasPrefix(flag, "--") {
+				hint = " (create it with kubectl create secret docker-registry, or pass -n)"
+			}
+			return fmt.Errorf("%s %s: no secret %q in namespace %q%s", flag, n, name, ns, hint)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%s %s: reading the secret: %w", flag, n, err)
+			return fmt.Errorf("%s %s: reading the secret: %w", flag, n, err)
 		}
 		switch s.Type {
 		case corev1.SecretTypeDockerConfigJson:
@@ -200,11 +239,11 @@ func (o *Options) readSecrets(ctx context.Context, c kubernetes.Interface, flag 
 		case corev1.SecretTypeDockercfg:
 			err = ring.ParseDockercfg(s.Data[corev1.DockerConfigKey])
 		default:
-			return nil, fmt.Errorf("%s %s: secret type is %q, want %q", flag, n, s.Type, corev1.SecretTypeDockerConfigJson)
+			return fmt.Errorf("%s %s: secret type is %q, want %q", flag, n, s.Type, corev1.SecretTypeDockerConfigJson)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%s %s: %w", flag, n, err)
+			return fmt.Errorf("%s %s: %w", flag, n, err)
 		}
 	}
-	return ring, nil
+	return nil
 }

@@ -37,21 +37,21 @@ func tmpl(images ...string) corev1.PodTemplateSpec {
 	return corev1.PodTemplateSpec{Spec: spec(images...)}
 }
 
-func meta(ns, name string) metav1.ObjectMeta { return metav1.ObjectMeta{Namespace: ns, Name: name} }
+func objMeta(ns, name string) metav1.ObjectMeta { return metav1.ObjectMeta{Namespace: ns, Name: name} }
 
 func TestWorkloadObjects(t *testing.T) {
 	objs := []runtime.Object{
-		&corev1.Pod{ObjectMeta: meta("a", "running"), Spec: spec("init:busybox:1", "nginx:1.27", "eph:debug:1"), Status: corev1.PodStatus{Phase: corev1.PodRunning}},
-		&corev1.Pod{ObjectMeta: meta("a", "done"), Spec: spec("finished:1"), Status: corev1.PodStatus{Phase: corev1.PodSucceeded}},
-		&appsv1.Deployment{ObjectMeta: meta("a", "d"), Spec: appsv1.DeploymentSpec{Template: tmpl("deploy:1")}},
-		&appsv1.StatefulSet{ObjectMeta: meta("a", "s"), Spec: appsv1.StatefulSetSpec{Template: tmpl("sts:1")}},
-		&appsv1.DaemonSet{ObjectMeta: meta("a", "ds"), Spec: appsv1.DaemonSetSpec{Template: tmpl("ds:1")}},
-		&appsv1.ReplicaSet{ObjectMeta: meta("a", "rs"), Spec: appsv1.ReplicaSetSpec{Template: tmpl("rs:1", "nginx:1.27")}},
-		&corev1.ReplicationController{ObjectMeta: meta("a", "rc"), Spec: corev1.ReplicationControllerSpec{Template: &corev1.PodTemplateSpec{Spec: spec("rc:1")}}},
-		&batchv1.Job{ObjectMeta: meta("a", "j"), Spec: batchv1.JobSpec{Template: tmpl("job:1")}},
-		&batchv1.CronJob{ObjectMeta: meta("a", "cj"), Spec: batchv1.CronJobSpec{JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: tmpl("cron:1")}}}},
-		&corev1.PodTemplate{ObjectMeta: meta("a", "pt"), Template: tmpl("podtemplate:1")},
-		&appsv1.Deployment{ObjectMeta: meta("b", "other"), Spec: appsv1.DeploymentSpec{Template: tmpl("other-ns:1")}},
+		&corev1.Pod{ObjectMeta: objMeta("a", "running"), Spec: spec("init:busybox:1", "nginx:1.27", "eph:debug:1"), Status: corev1.PodStatus{Phase: corev1.PodRunning}},
+		&corev1.Pod{ObjectMeta: objMeta("a", "done"), Spec: spec("finished:1"), Status: corev1.PodStatus{Phase: corev1.PodSucceeded}},
+		&appsv1.Deployment{ObjectMeta: objMeta("a", "d"), Spec: appsv1.DeploymentSpec{Template: tmpl("deploy:1")}},
+		&appsv1.StatefulSet{ObjectMeta: objMeta("a", "s"), Spec: appsv1.StatefulSetSpec{Template: tmpl("sts:1")}},
+		&appsv1.DaemonSet{ObjectMeta: objMeta("a", "ds"), Spec: appsv1.DaemonSetSpec{Template: tmpl("ds:1")}},
+		&appsv1.ReplicaSet{ObjectMeta: objMeta("a", "rs"), Spec: appsv1.ReplicaSetSpec{Template: tmpl("rs:1", "nginx:1.27")}},
+		&corev1.ReplicationController{ObjectMeta: objMeta("a", "rc"), Spec: corev1.ReplicationControllerSpec{Template: &corev1.PodTemplateSpec{Spec: spec("rc:1")}}},
+		&batchv1.Job{ObjectMeta: objMeta("a", "j"), Spec: batchv1.JobSpec{Template: tmpl("job:1")}},
+		&batchv1.CronJob{ObjectMeta: objMeta("a", "cj"), Spec: batchv1.CronJobSpec{JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: tmpl("cron:1")}}}},
+		&corev1.PodTemplate{ObjectMeta: objMeta("a", "pt"), Template: tmpl("podtemplate:1")},
+		&appsv1.Deployment{ObjectMeta: objMeta("b", "other"), Spec: appsv1.DeploymentSpec{Template: tmpl("other-ns:1")}},
 	}
 	all := "busybox:1 nginx:1.27 debug:1 deploy:1 sts:1 ds:1 rs:1 rc:1 job:1 cron:1 podtemplate:1"
 

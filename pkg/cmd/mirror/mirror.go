@@ -55,7 +55,8 @@ Registry errors 429 and 5xx are retried, waiting as long as Retry-After says.
 
 Credentials: your docker config and credential helpers, plus
 kubernetes.io/dockerconfigjson secrets read from the cluster with
---pull-secret (sources) and --push-secret (destination). TLS is always
+--pull-secret (sources) and --push-secret (destination); with --from-cluster
+also the imagePullSecrets of the pods and workloads read. TLS is always
 verified (add private CAs with --registry-ca-file); plain http or unverified
 TLS only for registries named with --insecure-registry (and plain http on
 localhost).
@@ -295,17 +296,19 @@ func (o *Options) Run(ctx context.Context) error {
 		ctx = context.Background()
 	}
 	sources := o.sources
+	var workloadSecrets []secretRef
 	if o.FromCluster {
-		imgs, err := o.clusterImages(ctx)
+		imgs, secrets, err := o.clusterImages(ctx)
 		if err != nil {
 			return interruptedOr(ctx, cmdutil.BadInput(err))
 		}
 		sources = source.Dedup(append(sources, imgs...))
+		workloadSecrets = secrets
 		if len(sources) == 0 {
 			return cmdutil.BadInputf("--from-cluster: no images found in %s", o.scope())
 		}
 	}
-	srcKC, dstKC, err := o.keychains(ctx)
+	srcKC, dstKC, err := o.keychains(ctx, workloadSecrets)
 	if err != nil {
 		return interruptedOr(ctx, cmdutil.BadInput(err))
 	}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
@@ -373,6 +375,40 @@ func TestMirrorFromCluster(t *testing.T) {
 	r = runMirror(t, "", []string{"--from-cluster", "-A", "--to", dst.Host + "/all"}, withClient(client))
 	if r.code != 2 || !strings.Contains(r.stderr, src.Host+"/missing:1: source: not found") {
 		t.Fatalf("-A must see the dev namespace's missing image: exit %d\n%s", r.code, r.stderr)
+	}
+}
+
+func TestMirrorFromClusterUsesTheWorkloadsPullSecrets(t *testing.T) {
+	private := mirrortest.Start(t, mirrortest.WithHtpasswd("puller", "s3cret"))
+	dst := mirrortest.Start(t)
+	login := remote.WithAuth(&authn.Basic{Username: "puller", Password: "s3cret"})
+	want := mirrortest.Push(t, private.Host+"/team/api:v3", mirrortest.Image(t, "linux/amd64", 4096, 1), login)
+	client := fake.NewSimpleClientset(
+		&corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: "team-registry", Namespace: "team"},
+			Type:       corev1.SecretTypeDockerConfigJson,
+			Data:       map[string][]byte{corev1.DockerConfigJsonKey: private.DockerConfigJSON()},
+		},
+		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "api", Namespace: "team"},
+			Spec: corev1.PodSpec{
+				ImagePullSecrets: []corev1.LocalObjectReference{{Name: "team-registry"}, {Name: "gone"}},
+				Containers:       []corev1.Container{{Name: "api", Image: private.Host + "/team/api:v3"}},
+			}},
+	)
+	r := runMirror(t, "", []string{"--from-cluster", "-n", "team", "--to", dst.Host + "/{registry}", "-o", "json"}, withClient(client))
+	if r.code != 0 {
+		t.Fatalf("exit %d:\n%s", r.code, r.stderr)
+	}
+	res := decodeReport(t, r).Results[0]
+	wantDst := dst.Host + "/" + strings.ReplaceAll(private.Host, ":", "_") + "/team/api:v3"
+	if res.Status != mirrorlib.StatusCopied || res.Digest != want.String() || res.Destination != wantDst {
+		t.Fatalf("result %+v, want Copied to %s", res, wantDst)
+	}
+	if !strings.Contains(r.stderr, `warning: --from-cluster: skipping imagePullSecrets team/gone: no secret "gone"`) {
+		t.Errorf("an unreadable pull secret must be a warning:\n%s", r.stderr)
+	}
+	if strings.Contains(r.stderr+r.stdout, "s3cret") {
+		t.Fatal("the password leaked")
 	}
 }
 
