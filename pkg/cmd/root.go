@@ -8,8 +8,10 @@ import (
 	"fmt"
 
 	"github.com/coral-dev/coral/pkg/cmd/cmdutil"
+	"github.com/coral-dev/coral/pkg/cmd/completion"
 	"github.com/coral-dev/coral/pkg/cmd/mirror"
 	"github.com/coral-dev/coral/pkg/cmd/prefetch"
+	"github.com/coral-dev/coral/pkg/cmd/version"
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
@@ -51,6 +53,12 @@ non-zero when anything failed:
 	flags.AddFlags(root.PersistentFlags())
 	root.AddCommand(prefetch.NewCmdPrefetch(flags, streams))
 	root.AddCommand(mirror.NewCmdMirror(flags, streams))
+	root.AddCommand(version.NewCmdVersion(streams))
+	// Ours replaces cobra's default completion command.
+	root.CompletionOptions.DisableDefaultCmd = true
+	root.AddCommand(completion.NewCmdCompletion(streams))
+	// Last: it completes flags of every command added above.
+	completion.Register(root, flags)
 	return root
 }
 
