@@ -42,19 +42,8 @@ if [[ ! -x $CRANE ]]; then
 fi
 
 echo "building coral …" >&2
-help=""
-if (cd "$ROOT" && CGO_ENABLED=0 "$GO" build -trimpath -o "$WORK/kubectl-coral" ./cmd/kubectl-coral) 2>"$WORK/build.err"; then
-  help=$("$WORK/kubectl-coral" mirror --help 2>/dev/null || true)
-fi
-if [[ $help == *"--to REGISTRY"* ]]; then
-  CORAL=("$WORK/kubectl-coral" mirror)
-else
-  # kubectl-coral does not build or has no mirror command yet: run the
-  # command on its own (same code, same flags).
-  echo "kubectl-coral has no mirror command here; using bench/mirror/coral-mirror" >&2
-  (cd "$ROOT" && CGO_ENABLED=0 "$GO" build -trimpath -o "$WORK/coral-mirror" ./bench/mirror/coral-mirror)
-  CORAL=("$WORK/coral-mirror")
-fi
+(cd "$ROOT" && CGO_ENABLED=0 "$GO" build -trimpath -o "$WORK/kubectl-coral" ./cmd/kubectl-coral)
+CORAL=("$WORK/kubectl-coral" mirror)
 (cd "$ROOT" && "$GO" build -o "$WORK/seed" ./bench/mirror/seed)
 
 # --- registries ----------------------------------------------------------------
