@@ -22,12 +22,16 @@ const (
 	StatusPresent Status = "Present"
 	// StatusFailed: the item did not reach the node; Message says why.
 	StatusFailed Status = "Failed"
+	// StatusDownloaded: the artifact was downloaded, verified and put in place during this run.
+	StatusDownloaded Status = "Downloaded"
 	// StatusSkipped: the node was not asked (not Ready, cordoned, cannot run the worker); Message says why.
 	StatusSkipped Status = "Skipped"
 )
 
 // Succeeded says whether the status counts as the item being on the node.
-func (s Status) Succeeded() bool { return s == StatusPulled || s == StatusPresent }
+func (s Status) Succeeded() bool {
+	return s == StatusPulled || s == StatusPresent || s == StatusDownloaded
+}
 
 // Result is the outcome of one image on one node.
 type Result struct {

@@ -58,7 +58,7 @@ type WorkerReport struct {
 	Overflow bool `json:"-"`
 }
 
-var statusCodes = map[Status]string{StatusPulled: "P", StatusPresent: "R", StatusFailed: "F", StatusSkipped: "S"}
+var statusCodes = map[Status]string{StatusPulled: "P", StatusPresent: "R", StatusFailed: "F", StatusSkipped: "S", StatusDownloaded: "D"}
 
 func statusFromCode(c string) (Status, bool) {
 	for s, code := range statusCodes {

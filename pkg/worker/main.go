@@ -28,15 +28,34 @@ func (f *imageFlags) Set(s string) error {
 	return nil
 }
 
-// Main is the worker program: `coral-worker pull --image=REF[=DIGEST]...`.
+// Main is the worker program:
+//
+//	coral-worker pull --runtime-endpoint=unix:///… --image=REF[=DIGEST]…
+//	coral-worker fetch --dir=/artifact --source=URL[=SHA256]…
+//
 // It writes the compact report to terminationPath and the full report to
 // stdout, and returns the exit code: 0 when every item is on the node, 1 when
 // any failed, 2 for bad arguments.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer, terminationPath string) int {
-	if len(args) == 0 || args[0] != "pull" {
-		fmt.Fprintln(stderr, "usage: coral-worker pull --runtime-endpoint=unix:///… --image=REF[=DIGEST]…")
-		return 2
+	if len(args) > 0 {
+		switch args[0] {
+		case "pull":
+			return mainPull(ctx, args, stdout, stderr, terminationPath)
+		case "fetch":
+			return mainFetch(ctx, args, stdout, stderr, terminationPath)
+		}
 	}
+	fmt.Fprintln(stderr, "usage: coral-worker pull --runtime-endpoint=unix:///… --image=REF[=DIGEST]…\n       coral-worker fetch --dir=DIR --source=URL[=SHA256]…")
+	return 2
+}
+
+func logger(stderr io.Writer) func(string, ...any) {
+	return func(format string, a ...any) {
+		fmt.Fprintf(stderr, time.Now().UTC().Format("15:04:05.000 ")+format+"\n", a...)
+	}
+}
+
+func mainPull(ctx context.Context, args []string, stdout, stderr io.Writer, terminationPath string) int {
 	fs := flag.NewFlagSet("coral-worker pull", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (

@@ -1,0 +1,188 @@
+package worker
+
+import (
+	"archive/tar"
+	"bufio"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// extractInto unpacks the tar or tar.gz archive at archive into dir/<stem>,
+// where stem is the archive name without .tar.gz/.tgz/.tar. It unpacks into
+// a staging directory first and swaps it into place, so readers see the old
+// tree or the new one. Entries that would escape the directory (absolute
+// paths, "..", links pointing outside) are refused, and so are devices.
+func extractInto(dir, archive, name string) (string, error) {
+	stem := name
+	for _, ext := range []string{".tar.gz", ".tgz", ".tar"} {
+		if strings.HasSuffix(stem, ext) {
+			stem = strings.TrimSuffix(stem, ext)
+			break
+		}
+	}
+	if stem == "" || stem == name {
+		stem = name + ".d"
+	}
+	staging, err := os.MkdirTemp(dir, tmpPrefix+"extract-")
+	if err != nil {
+		return "", explainFS(err, dir)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			os.RemoveAll(staging)
+		}
+	}()
+	if err := untar(archive, staging); err != nil {
+		return "", fmt.Errorf("extracting %s: %w", name, err)
+	}
+	if err := syncDir(staging); err != nil {
+		return "", explainFS(err, dir)
+	}
+	target := filepath.Join(dir, stem)
+	old := ""
+	if _, err := os.Lstat(target); err == nil {
+		old = filepath.Join(dir, tmpPrefix+"old-"+filepath.Base(staging))
+		if err := os.Rename(target, old); err != nil {
+			return "", explainFS(err, dir)
+		}
+	}
+	if err := os.Rename(staging, target); err != nil {
+		if old != "" {
+			os.Rename(old, target) // put the previous tree back
+		}
+		return "", explainFS(err, dir)
+	}
+	ok = true
+	if old != "" {
+		os.RemoveAll(old)
+	}
+	return stem, nil
+}
+
+func untar(archive, dest string) error {
+	f, err := os.Open(archive)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	br := bufio.NewReaderSize(f, 1<<20)
+	var r io.Reader = br
+	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+		gz, err := gzip.NewReader(br)
+		if err != nil {
+			return err
+		}
+		defer gz.Close()
+		r = gz
+	}
+	tr := tar.NewReader(r)
+	found := false
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("not a valid tar archive: %w", err)
+		}
+		found = true
+		target, err := safeJoin(dest, h.Name)
+		if err != nil {
+			return err
+		}
+		mode := os.FileMode(h.Mode).Perm()
+		switch h.Typeflag {
+		case tar.TypeDir:
+			if err := os.MkdirAll(target, mode|0o700); err != nil {
+				return explainFS(err, dest)
+			}
+		case tar.TypeReg:
+			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+				return explainFS(err, dest)
+			}
+			out, err := os.OpenFile(target, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
+			if err != nil {
+				return explainFS(err, dest)
+			}
+			if _, err := io.Copy(fsWriter{out}, tr); err != nil {
+				out.Close()
+				return explainFS(err, dest)
+			}
+			if err := out.Close(); err != nil {
+				return explainFS(err, dest)
+			}
+		case tar.TypeSymlink:
+			// The link must resolve inside dest, wherever it is placed.
+			linkTarget := h.Linkname
+			if !filepath.IsAbs(linkTarget) {
+				linkTarget = filepath.Join(filepath.Dir(target), linkTarget)
+			} else {
+				return fmt.Errorf("entry %q: symlink to an absolute path %q is not allowed", h.Name, h.Linkname)
+			}
+			if !within(dest, linkTarget) {
+				return fmt.Errorf("entry %q: symlink %q points outside the artifact directory", h.Name, h.Linkname)
+			}
+			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+				return explainFS(err, dest)
+			}
+			if err := os.Symlink(h.Linkname, target); err != nil {
+				return explainFS(err, dest)
+			}
+		case tar.TypeLink:
+			src, err := safeJoin(dest, h.Linkname)
+			if err != nil {
+				return fmt.Errorf("entry %q: hard link: %w", h.Name, err)
+			}
+			if err := os.Link(src, target); err != nil {
+				return explainFS(err, dest)
+			}
+		default:
+			return fmt.Errorf("entry %q: type %q (devices, fifos …) is not allowed in an artifact", h.Name, string(h.Typeflag))
+		}
+	}
+	if !found {
+		return errors.New("the archive is empty")
+	}
+	return nil
+}
+
+// safeJoin joins a relative archive path to dest, refusing absolute paths,
+// ".." components and paths that pass through a symlink already extracted.
+func safeJoin(dest, name string) (string, error) {
+	if name == "" || filepath.IsAbs(name) || strings.HasPrefix(name, "/") {
+		return "", fmt.Errorf("entry %q: absolute paths are not allowed", name)
+	}
+	for _, part := range strings.Split(filepath.ToSlash(name), "/") {
+		if part == ".." {
+			return "", fmt.Errorf("entry %q: \"..\" is not allowed", name)
+		}
+	}
+	target := filepath.Join(dest, name)
+	if !within(dest, target) {
+		return "", fmt.Errorf("entry %q escapes the artifact directory", name)
+	}
+	// A directory component that is a symlink could lead outside.
+	rel, _ := filepath.Rel(dest, filepath.Dir(target))
+	cur := dest
+	for _, part := range strings.Split(rel, string(filepath.Separator)) {
+		if part == "." || part == "" {
+			continue
+		}
+		cur = filepath.Join(cur, part)
+		if fi, err := os.Lstat(cur); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+			return "", fmt.Errorf("entry %q: goes through the symlink %q", name, part)
+		}
+	}
+	return target, nil
+}
+
+func within(dir, p string) bool {
+	rel, err := filepath.Rel(dir, filepath.Clean(p))
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
+}
