@@ -103,14 +103,14 @@ func RunSelector(runID string) string { return LabelRunID + "=" + runID }
 // ImageArg is how an item is passed to the worker: REF or REF=DIGEST.
 func ImageArg(it plan.Item) string {
 	if it.ExpectedDigest == "" {
-		return it.Image
+		return it.Ref
 	}
-	return it.Image + "=" + it.ExpectedDigest
+	return it.Ref + "=" + it.ExpectedDigest
 }
 
-// ForTask builds the Job for one task.
+// ForTask builds the Job that pulls a task's images through the node's
+// runtime socket.
 func ForTask(t plan.Task, s Spec) *batchv1.Job {
-	labels := RunLabels(s.RunID)
 	args := []string{
 		"pull",
 		"--runtime-endpoint=unix://" + SocketMountPath,
@@ -145,16 +145,28 @@ func ForTask(t plan.Task, s Spec) *batchv1.Job {
 				Items:                []corev1.KeyToPath{{Key: key, Path: file}},
 			}})
 		}
-		volumes = append(volumes, corev1.Volume{
-			Name: "pull-secrets",
-			VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
-				Sources:     sources,
-				DefaultMode: ptr.To[int32](0o400),
-			}},
-		})
+		volumes = append(volumes, secretVolume("pull-secrets", sources))
 		mounts = append(mounts, corev1.VolumeMount{Name: "pull-secrets", MountPath: PullSecretsMountPath, ReadOnly: true})
 	}
+	return job(t, s, "prefetch-worker", args, volumes, mounts)
+}
 
+// secretVolume is a read-only (0400) projected volume: tmpfs, never the node's disk.
+func secretVolume(name string, sources []corev1.VolumeProjection) corev1.Volume {
+	return corev1.Volume{
+		Name: name,
+		VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+			Sources:     sources,
+			DefaultMode: ptr.To[int32](0o400),
+		}},
+	}
+}
+
+// job is the skeleton every worker Job shares: pinning, least privilege,
+// tolerations, deadlines, labels.
+func job(t plan.Task, s Spec, component string, args []string, volumes []corev1.Volume, mounts []corev1.VolumeMount) *batchv1.Job {
+	labels := RunLabels(s.RunID)
+	labels[LabelComponent] = component
 	var imagePullSecrets []corev1.LocalObjectReference
 	for _, n := range s.WorkerPullSecrets {
 		imagePullSecrets = append(imagePullSecrets, corev1.LocalObjectReference{Name: n})

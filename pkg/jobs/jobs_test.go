@@ -20,8 +20,8 @@ func spec() Spec {
 
 func task() plan.Task {
 	return plan.Task{Node: "worker-1", RuntimeSocket: "/run/containerd/containerd.sock", Items: []plan.Item{
-		{Image: "nginx:1.27", ExpectedDigest: "sha256:" + strings.Repeat("a", 64)},
-		{Image: "redis:7"},
+		{Ref: "nginx:1.27", ExpectedDigest: "sha256:" + strings.Repeat("a", 64)},
+		{Ref: "redis:7"},
 	}}
 }
 
@@ -99,5 +99,46 @@ func TestName(t *testing.T) {
 	}
 	if Name("r", "a") != Name("r", "a") {
 		t.Error("names must be stable")
+	}
+}
+
+func TestForArtifactTask(t *testing.T) {
+	task := plan.Task{Node: "gpu-1", HostRoot: "/srv/nodes/gpu-1", Items: []plan.Item{
+		{Ref: "https://models.example.com/bert.tar.gz", ExpectedDigest: strings.Repeat("9", 64)},
+		{Ref: "s3://ml/llama/"},
+	}}
+	a := ArtifactSpec{Name: "bert", Extract: true, S3Secret: "s3-creds", S3Keys: map[string]string{"AWS_ACCESS_KEY_ID": "accessKeyID", "AWS_SECRET_ACCESS_KEY": "secretAccessKey"},
+		S3Endpoint: "https://minio.local:9000", S3PathStyle: true, HeaderSecret: "tokens", SourceTimeout: time.Minute}
+	j := ForArtifactTask(task, spec(), a)
+	ps := j.Spec.Template.Spec
+	if hp := ps.Volumes[0].HostPath; hp == nil || hp.Path != "/srv/nodes/gpu-1/var/lib/coral/artifacts/bert" || *hp.Type != corev1.HostPathDirectoryOrCreate {
+		t.Fatalf("artifact volume %+v", ps.Volumes[0])
+	}
+	for _, v := range ps.Volumes {
+		if v.HostPath != nil && v.Name != "artifact" {
+			t.Errorf("only the artifact directory may come from the host, got %s", v.Name)
+		}
+	}
+	args := strings.Join(ps.Containers[0].Args, " ")
+	for _, want := range []string{"fetch", "--dir=/artifact", "--extract", "--s3-endpoint=https://minio.local:9000", "--s3-path-style",
+		"--s3-credentials-dir=" + S3CredentialsMountPath, "--header-dir=" + HeadersMountPath,
+		"--source=https://models.example.com/bert.tar.gz=" + strings.Repeat("9", 64), "--source=s3://ml/llama/"} {
+		if !strings.Contains(args, want) {
+			t.Errorf("args %q lack %q", args, want)
+		}
+	}
+	if c := ps.Containers[0]; !*c.SecurityContext.ReadOnlyRootFilesystem || len(c.SecurityContext.Capabilities.Drop) != 1 {
+		t.Error("artifact workers keep the least-privilege contract")
+	}
+	items := ps.Volumes[1].Projected.Sources[0].Secret.Items
+	if len(items) != 2 || items[0].Path != "AWS_ACCESS_KEY_ID" || items[0].Key != "accessKeyID" {
+		t.Errorf("s3 secret items %+v", items)
+	}
+	task.ArtifactRoot = "/data/artifacts"
+	if d := ArtifactDir(task, a); d != "/srv/nodes/gpu-1/data/artifacts/bert" {
+		t.Errorf("node artifact root: %s", d)
+	}
+	if j.Labels[LabelComponent] != "artifact-worker" || j.Annotations[AnnotationArtifact] != "bert" {
+		t.Errorf("labels %v annotations %v", j.Labels, j.Annotations)
 	}
 }

@@ -23,12 +23,15 @@ const (
 	// Coral writes on that node (e.g. nodes that share one host in tests, or
 	// nodes whose writable root is not "/").
 	AnnotationHostRoot = "coral.dev/host-root"
+	// AnnotationArtifactRoot, when set on a node, replaces the run's
+	// artifact root directory on that node.
+	AnnotationArtifactRoot = "coral.dev/artifact-root"
 )
 
-// Item is one thing to bring to a node: an image, with the digest the
-// plugin resolved for it (empty when unresolved).
+// Item is one thing to bring to a node: an image reference or an artifact
+// source URL, with the digest expected for it (empty when unknown).
 type Item struct {
-	Image          string `json:"image"`
+	Ref            string `json:"ref"`
 	ExpectedDigest string `json:"expectedDigest,omitempty"`
 }
 
@@ -41,7 +44,9 @@ type Task struct {
 	SocketSource string
 	// HostRoot is the node's host-root prefix ("" for "/").
 	HostRoot string
-	Items    []Item
+	// ArtifactRoot is the node's own artifact root, if it has one.
+	ArtifactRoot string
+	Items        []Item
 }
 
 // Skip is a selected node that gets no task, with the reason.
@@ -110,6 +115,7 @@ func Build(nodes []corev1.Node, items []Item, o Options) (*Plan, error) {
 			RuntimeSocket: sock,
 			SocketSource:  src,
 			HostRoot:      hostRoot(n),
+			ArtifactRoot:  n.Annotations[AnnotationArtifactRoot],
 			Items:         append([]Item(nil), items...),
 		})
 	}

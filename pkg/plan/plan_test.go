@@ -37,7 +37,7 @@ func notReadyNode(n *corev1.Node) {
 	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionUnknown, Reason: "NodeStatusUnknown"}}
 }
 
-var items = []Item{{Image: "nginx:1.27"}}
+var items = []Item{{Ref: "nginx:1.27"}}
 
 func TestBuildSelection(t *testing.T) {
 	nodes := []corev1.Node{

@@ -109,7 +109,7 @@ func nodeJobs(runID string, nodes ...string) []NodeJob {
 	spec := jobs.Spec{RunID: runID, Namespace: ns, WorkerImage: "w:1", Deadline: time.Minute, TTL: time.Minute, MaxPullsPerNode: 1, ImageTimeout: time.Minute}
 	var out []NodeJob
 	for _, n := range nodes {
-		t := plan.Task{Node: n, RuntimeSocket: "/run/c.sock", Items: []plan.Item{{Image: "a:1"}, {Image: "b:2"}}}
+		t := plan.Task{Node: n, RuntimeSocket: "/run/c.sock", Items: []plan.Item{{Ref: "a:1"}, {Ref: "b:2"}}}
 		out = append(out, NodeJob{Node: n, Job: jobs.ForTask(t, spec), Images: images, Expected: make([]string, 2)})
 	}
 	return out

@@ -274,7 +274,7 @@ func (o *ImagesOptions) Run(ctx context.Context) error {
 	}
 	items := make([]plan.Item, len(o.images))
 	for i, img := range o.images {
-		items[i] = plan.Item{Image: img}
+		items[i] = plan.Item{Ref: img}
 	}
 	p, err := plan.Build(nodes.Items, items, plan.Options{
 		Selector: o.selector, NodeNames: o.Nodes, IncludeUnschedulable: o.IncludeUnschedulable, RuntimeEndpoint: o.RuntimeEndpoint,
@@ -292,7 +292,7 @@ func (o *ImagesOptions) Run(ctx context.Context) error {
 		digests := o.resolveAll(ctx, keyring)
 		for ti := range p.Tasks {
 			for ii := range p.Tasks[ti].Items {
-				p.Tasks[ti].Items[ii].ExpectedDigest = digests[p.Tasks[ti].Items[ii].Image]
+				p.Tasks[ti].Items[ii].ExpectedDigest = digests[p.Tasks[ti].Items[ii].Ref]
 			}
 		}
 	}
@@ -306,7 +306,7 @@ func (o *ImagesOptions) Run(ctx context.Context) error {
 	for _, t := range p.Tasks {
 		nj := run.NodeJob{Node: t.Node, Job: jobs.ForTask(t, spec)}
 		for _, it := range t.Items {
-			nj.Images = append(nj.Images, it.Image)
+			nj.Images = append(nj.Images, it.Ref)
 			nj.Expected = append(nj.Expected, it.ExpectedDigest)
 		}
 		njs = append(njs, nj)
