@@ -71,6 +71,8 @@ type Options struct {
 	IncludeUnschedulable bool
 	// RuntimeEndpoint, when set, overrides socket discovery on every node.
 	RuntimeEndpoint string
+	// SkipRuntimeSocket plans without a runtime socket (artifact runs).
+	SkipRuntimeSocket bool
 	// WorkerPlatforms are the os/arch pairs the worker image supports.
 	WorkerPlatforms []string
 }
@@ -105,10 +107,13 @@ func Build(nodes []corev1.Node, items []Item, o Options) (*Plan, error) {
 			p.Skipped = append(p.Skipped, Skip{Node: n.Name, Reason: reason})
 			continue
 		}
-		sock, src, err := RuntimeSocket(n, o.RuntimeEndpoint)
-		if err != nil {
-			p.Skipped = append(p.Skipped, Skip{Node: n.Name, Reason: err.Error()})
-			continue
+		var sock, src string
+		if !o.SkipRuntimeSocket {
+			var err error
+			if sock, src, err = RuntimeSocket(n, o.RuntimeEndpoint); err != nil {
+				p.Skipped = append(p.Skipped, Skip{Node: n.Name, Reason: err.Error()})
+				continue
+			}
 		}
 		p.Tasks = append(p.Tasks, Task{
 			Node:          n.Name,

@@ -55,10 +55,14 @@ func Print(w io.Writer, format string, v any, table func(io.Writer, bool) error)
 // Wide adds the expected digest and attempts, and shows full digests.
 func (r *PrefetchReport) PrintTable(w io.Writer, wide bool) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	col, item := "IMAGE", func(r Result) string { return r.Image }
+	if r.Kind == KindArtifactReport {
+		col, item = "SOURCE", func(r Result) string { return r.Source }
+	}
 	if wide {
-		fmt.Fprintln(tw, "NODE\tIMAGE\tSTATUS\tDIGEST\tEXPECTED\tSIZE\tTIME\tATTEMPTS\tMESSAGE")
+		fmt.Fprintf(tw, "NODE\t%s\tSTATUS\tDIGEST\tEXPECTED\tSIZE\tTIME\tATTEMPTS\tMESSAGE\n", col)
 	} else {
-		fmt.Fprintln(tw, "NODE\tIMAGE\tSTATUS\tDIGEST\tSIZE\tTIME\tMESSAGE")
+		fmt.Fprintf(tw, "NODE\t%s\tSTATUS\tDIGEST\tSIZE\tTIME\tMESSAGE\n", col)
 	}
 	for _, res := range r.Results {
 		msg := oneLine(res.Message)
@@ -66,21 +70,25 @@ func (r *PrefetchReport) PrintTable(w io.Writer, wide bool) error {
 			msg = strings.TrimSpace("DIGEST MISMATCH " + msg)
 		}
 		if wide {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", res.Node, res.Image, res.Status,
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", res.Node, item(res), res.Status,
 				dash(res.Digest), dash(res.ExpectedDigest), HumanBytes(res.SizeBytes), humanSeconds(res), dash(fmt.Sprint(res.Attempts)), msg)
 			continue
 		}
 		if len(msg) > 100 {
 			msg = truncate(msg, 100)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", res.Node, res.Image, res.Status,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", res.Node, item(res), res.Status,
 			dash(ShortDigest(res.Digest)), HumanBytes(res.SizeBytes), humanSeconds(res), msg)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	s := r.Summary
-	_, err := fmt.Fprintf(w, "\n%d nodes, %d results: %d pulled, %d present, %d failed, %d skipped\n", s.Nodes, s.Total, s.Pulled, s.Present, s.Failed, s.Skipped)
+	done := fmt.Sprintf("%d pulled", s.Pulled)
+	if r.Kind == KindArtifactReport {
+		done = fmt.Sprintf("%d downloaded", s.Downloaded)
+	}
+	_, err := fmt.Fprintf(w, "\n%d nodes, %d results: %s, %d present, %d failed, %d skipped\n", s.Nodes, s.Total, done, s.Present, s.Failed, s.Skipped)
 	return err
 }
 

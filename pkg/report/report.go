@@ -35,9 +35,13 @@ func (s Status) Succeeded() bool {
 
 // Result is the outcome of one image on one node.
 type Result struct {
-	Node   string `json:"node"`
-	Image  string `json:"image"`
-	Status Status `json:"status"`
+	Node  string `json:"node"`
+	Image string `json:"image,omitempty"`
+	// Artifact and Source name an artifact item; Path is where it is on the node.
+	Artifact string `json:"artifact,omitempty"`
+	Source   string `json:"source,omitempty"`
+	Path     string `json:"path,omitempty"`
+	Status   Status `json:"status"`
 	// Digest is the digest the node holds the image under, as its runtime reports it.
 	Digest string `json:"digest,omitempty"`
 	// ExpectedDigest is the digest the plugin resolved before the run.
@@ -53,15 +57,23 @@ type Result struct {
 
 // Summary counts results per status.
 type Summary struct {
-	Nodes   int `json:"nodes"`
-	Total   int `json:"total"`
-	Pulled  int `json:"pulled"`
-	Present int `json:"present"`
-	Failed  int `json:"failed"`
-	Skipped int `json:"skipped"`
+	Nodes      int `json:"nodes"`
+	Total      int `json:"total"`
+	Pulled     int `json:"pulled"`
+	Downloaded int `json:"downloaded,omitempty"`
+	Present    int `json:"present"`
+	Failed     int `json:"failed"`
+	Skipped    int `json:"skipped"`
 }
 
-// PrefetchReport is what `kubectl coral prefetch images` prints.
+// Report kinds.
+const (
+	KindPrefetchReport = "PrefetchReport"
+	KindArtifactReport = "ArtifactReport"
+)
+
+// PrefetchReport is what `kubectl coral prefetch images` (kind
+// PrefetchReport) and `prefetch artifacts` (kind ArtifactReport) print.
 type PrefetchReport struct {
 	APIVersion string `json:"apiVersion"`
 	Kind       string `json:"kind"`
@@ -78,9 +90,14 @@ type PrefetchReport struct {
 // NewPrefetchReport sorts results by node then image order of appearance and
 // computes the summary.
 func NewPrefetchReport(runID string, start, end time.Time, results []Result) *PrefetchReport {
+	return NewReport(KindPrefetchReport, runID, start, end, results)
+}
+
+// NewReport is NewPrefetchReport for any kind.
+func NewReport(kind, runID string, start, end time.Time, results []Result) *PrefetchReport {
 	r := &PrefetchReport{
 		APIVersion:     APIVersion,
-		Kind:           "PrefetchReport",
+		Kind:           kind,
 		RunID:          runID,
 		StartTime:      start.UTC().Truncate(time.Second),
 		CompletionTime: end.UTC().Truncate(time.Second),
@@ -100,6 +117,8 @@ func Summarize(results []Result) Summary {
 		switch r.Status {
 		case StatusPulled:
 			s.Pulled++
+		case StatusDownloaded:
+			s.Downloaded++
 		case StatusPresent:
 			s.Present++
 		case StatusFailed:

@@ -2,11 +2,7 @@ package prefetch
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"sync"
 	"time"
@@ -18,56 +14,31 @@ import (
 	"github.com/coral-dev/coral/pkg/report"
 	"github.com/coral-dev/coral/pkg/run"
 	"github.com/coral-dev/coral/pkg/source"
-	"github.com/coral-dev/coral/pkg/version"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/spf13/cobra"
-	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
-	"k8s.io/client-go/kubernetes"
-	"sigs.k8s.io/yaml"
 )
 
 // ImagesOptions holds everything `kubectl coral prefetch images` needs.
 // NewImagesOptions is the one place for defaults.
 type ImagesOptions struct {
-	genericiooptions.IOStreams
-	configFlags *genericclioptions.ConfigFlags
+	RunOptions
 
-	Args                 []string
-	Filenames            []string
-	Selector             string
-	Nodes                []string
-	IncludeUnschedulable bool
-	RuntimeEndpoint      string
-	PullSecrets          []string
-	NoResolve            bool
-
-	WorkerImage      string
-	WorkerPullSecret []string
-	MaxNodesInFlight int
-	MaxPullsPerNode  int
-	Timeout          time.Duration
-	ImageTimeout     time.Duration
-	Retries          int
-	KeepJobs         bool
-
-	DryRun   string
-	Output   string
-	Progress string
+	Filenames       []string
+	RuntimeEndpoint string
+	PullSecrets     []string
+	NoResolve       bool
+	MaxPullsPerNode int
+	ImageTimeout    time.Duration
 
 	// Set by Complete.
-	namespace string
-	client    kubernetes.Interface
-	images    []string
-	selector  labels.Selector
-	runID     string
+	images []string
 	// resolve looks up an image's digest; replaced in tests.
 	resolve func(ctx context.Context, ref string, kc authn.Keychain) (string, error)
 }
@@ -75,17 +46,10 @@ type ImagesOptions struct {
 // NewImagesOptions returns the defaults.
 func NewImagesOptions(flags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *ImagesOptions {
 	return &ImagesOptions{
-		IOStreams:        streams,
-		configFlags:      flags,
-		WorkerImage:      version.DefaultWorkerImage(),
-		MaxNodesInFlight: 50,
-		MaxPullsPerNode:  3,
-		Timeout:          15 * time.Minute,
-		ImageTimeout:     10 * time.Minute,
-		Retries:          3,
-		DryRun:           "none",
-		Progress:         "auto",
-		resolve:          resolveDigest,
+		RunOptions:      newRunOptions(flags, streams),
+		MaxPullsPerNode: 3,
+		ImageTimeout:    10 * time.Minute,
+		resolve:         resolveDigest,
 	}
 }
 
@@ -145,30 +109,17 @@ Exit codes: 0 all images on all selected nodes, 1 some failed, 2 bad input
 	}
 	f := cmd.Flags()
 	f.StringArrayVarP(&o.Filenames, "filename", "f", nil, "file with images: a plain list or Kubernetes manifests; - for stdin (repeatable)")
-	f.StringVarP(&o.Selector, "selector", "l", "", "node label selector (e.g. pool=web, 'zone in (a,b),!gpu'); default all nodes")
-	f.StringSliceVar(&o.Nodes, "nodes", nil, "comma-separated node names (combined with -l: both must match)")
-	f.BoolVar(&o.IncludeUnschedulable, "include-unschedulable", false, "include cordoned nodes")
 	f.StringVar(&o.RuntimeEndpoint, "runtime-endpoint", "", "CRI socket on every node (unix:///…); default: discovered per node")
 	f.StringArrayVar(&o.PullSecrets, "pull-secret", nil, "name of a kubernetes.io/dockerconfigjson or dockercfg secret in the namespace, for private registries (repeatable)")
 	f.BoolVar(&o.NoResolve, "no-resolve", false, "do not resolve tags to digests before the run (nodes then pull whatever the tag points to)")
-	f.StringVar(&o.WorkerImage, "worker-image", o.WorkerImage, "image of the worker that runs on each node; $"+version.EnvWorkerImage+" overrides the default")
-	f.StringArrayVar(&o.WorkerPullSecret, "worker-image-pull-secret", nil, "image pull secret for the worker image itself (repeatable)")
-	f.IntVar(&o.MaxNodesInFlight, "max-nodes-in-flight", o.MaxNodesInFlight, "how many nodes work at once")
 	f.IntVar(&o.MaxPullsPerNode, "max-pulls-per-node", o.MaxPullsPerNode, "how many images one node pulls at once")
-	f.DurationVar(&o.Timeout, "timeout", o.Timeout, "time limit per node, from its Job's creation to its report")
 	f.DurationVar(&o.ImageTimeout, "image-timeout", o.ImageTimeout, "time limit per image on a node, retries included")
-	f.IntVar(&o.Retries, "retries", o.Retries, "retries per image for transient errors (unavailable, timeouts, 5xx); never for not-found or unauthorized")
-	f.BoolVar(&o.KeepJobs, "keep-jobs", false, "keep the Jobs after the run (for debugging; they expire after 1h)")
-	f.StringVar(&o.DryRun, "dry-run", o.DryRun, `"client": print the Jobs, create nothing; "server": also ask the API server to admit them (nothing is persisted)`)
-	f.Lookup("dry-run").NoOptDefVal = "client"
-	f.StringVarP(&o.Output, "output", "o", "", "output format: wide, json or yaml (default: a table)")
-	f.StringVar(&o.Progress, "progress", o.Progress, "progress on stderr: auto (a bar on a terminal, lines otherwise), bar, plain or none")
+	o.addFlags(f)
 	return cmd
 }
 
 // Complete reads the images and sets up the client.
 func (o *ImagesOptions) Complete(cmd *cobra.Command, args []string) error {
-	o.Args = args
 	var refs []string
 	if len(args) > 0 {
 		r, err := source.FromArgs(args)
@@ -185,38 +136,7 @@ func (o *ImagesOptions) Complete(cmd *cobra.Command, args []string) error {
 		refs = append(refs, r...)
 	}
 	o.images = source.Dedup(refs)
-
-	sel, err := labels.Parse(o.Selector)
-	if err != nil {
-		return cmdutil.BadInputf("-l/--selector %q: %v", o.Selector, err)
-	}
-	o.selector = sel
-	o.runID = newRunID()
-
-	if o.client != nil { // set by tests
-		if o.namespace == "" {
-			o.namespace = "default"
-		}
-		return nil
-	}
-	o.namespace, _, err = o.configFlags.ToRawKubeConfigLoader().Namespace()
-	if err != nil {
-		return cmdutil.BadInput(explainKubeconfig(err))
-	}
-	cfg, err := o.configFlags.ToRESTConfig()
-	if err != nil {
-		return cmdutil.BadInput(explainKubeconfig(err))
-	}
-	// client-go's default 5 QPS makes a large run crawl; one run makes about
-	// two requests per node, so a modest raise is enough (see
-	// shared/notes/scale-simulation.md).
-	cfg.QPS, cfg.Burst = 50, 100
-	cfg.UserAgent = "kubectl-coral/" + version.Version
-	o.client, err = kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return cmdutil.BadInput(explainKubeconfig(err))
-	}
-	return nil
+	return o.complete()
 }
 
 // Validate checks the flags; nothing has been sent to the cluster yet.
@@ -224,50 +144,21 @@ func (o *ImagesOptions) Validate() error {
 	switch {
 	case len(o.images) == 0:
 		return cmdutil.BadInputf("no images given: name them as arguments or with -f FILE (see --help)")
-	case o.MaxNodesInFlight <= 0:
-		return cmdutil.BadInputf("--max-nodes-in-flight must be at least 1, got %d", o.MaxNodesInFlight)
 	case o.MaxPullsPerNode <= 0:
 		return cmdutil.BadInputf("--max-pulls-per-node must be at least 1, got %d", o.MaxPullsPerNode)
-	case o.Timeout <= 0:
-		return cmdutil.BadInputf("--timeout must be a positive duration such as 10m, got %s", o.Timeout)
 	case o.ImageTimeout <= 0:
 		return cmdutil.BadInputf("--image-timeout must be a positive duration such as 5m, got %s", o.ImageTimeout)
-	case o.Retries < 0:
-		return cmdutil.BadInputf("--retries must be 0 or more, got %d", o.Retries)
-	case o.WorkerImage == "":
-		return cmdutil.BadInputf("--worker-image is empty")
 	}
-	if err := report.ValidateFormat(o.Output); err != nil {
-		return cmdutil.BadInput(err)
-	}
-	switch o.DryRun {
-	case "none", "client", "server":
-	default:
-		return cmdutil.BadInputf(`--dry-run must be "none", "client" or "server", got %q`, o.DryRun)
-	}
-	switch o.Progress {
-	case "auto", "bar", "plain", "none":
-	default:
-		return cmdutil.BadInputf(`--progress must be auto, bar, plain or none, got %q`, o.Progress)
-	}
-	if _, err := source.FromArgs([]string{o.WorkerImage}); err != nil {
-		return cmdutil.BadInputf("--worker-image: %v", err)
-	}
-	for _, n := range o.Nodes {
-		if strings.TrimSpace(n) == "" {
-			return cmdutil.BadInputf("--nodes holds an empty name")
+	if o.RuntimeEndpoint != "" {
+		if _, _, err := plan.RuntimeSocket(&corev1.Node{}, o.RuntimeEndpoint); err != nil {
+			return cmdutil.BadInput(err)
 		}
 	}
-	return nil
+	return o.validate()
 }
 
 // Run plans, runs and reports.
 func (o *ImagesOptions) Run(ctx context.Context) error {
-	start := time.Now()
-	nodes, err := o.client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return cmdutil.BadInput(explainAPI(err, "listing nodes"))
-	}
 	secrets, keyring, err := o.readPullSecrets(ctx)
 	if err != nil {
 		return err
@@ -276,18 +167,10 @@ func (o *ImagesOptions) Run(ctx context.Context) error {
 	for i, img := range o.images {
 		items[i] = plan.Item{Ref: img}
 	}
-	p, err := plan.Build(nodes.Items, items, plan.Options{
-		Selector: o.selector, NodeNames: o.Nodes, IncludeUnschedulable: o.IncludeUnschedulable, RuntimeEndpoint: o.RuntimeEndpoint,
-	})
+	p, err := o.plan(ctx, items, o.RuntimeEndpoint, true)
 	if err != nil {
-		return cmdutil.BadInput(err)
+		return err
 	}
-	if o.RuntimeEndpoint != "" {
-		if _, _, err := plan.RuntimeSocket(&corev1.Node{}, o.RuntimeEndpoint); err != nil {
-			return cmdutil.BadInput(err)
-		}
-	}
-
 	if !o.NoResolve && len(p.Tasks) > 0 {
 		digests := o.resolveAll(ctx, keyring)
 		for ti := range p.Tasks {
@@ -296,12 +179,8 @@ func (o *ImagesOptions) Run(ctx context.Context) error {
 			}
 		}
 	}
-
-	spec := jobs.Spec{
-		RunID: o.runID, Namespace: o.namespace, WorkerImage: o.WorkerImage, ImagePullPolicy: corev1.PullIfNotPresent,
-		Deadline: o.Timeout + time.Minute, TTL: time.Hour, MaxPullsPerNode: o.MaxPullsPerNode,
-		ImageTimeout: o.ImageTimeout, Retries: o.Retries, PullSecrets: secrets, WorkerPullSecrets: o.WorkerPullSecret,
-	}
+	spec := o.jobSpec()
+	spec.MaxPullsPerNode, spec.ImageTimeout, spec.PullSecrets = o.MaxPullsPerNode, o.ImageTimeout, secrets
 	var njs []run.NodeJob
 	for _, t := range p.Tasks {
 		nj := run.NodeJob{Node: t.Node, Job: jobs.ForTask(t, spec)}
@@ -311,44 +190,13 @@ func (o *ImagesOptions) Run(ctx context.Context) error {
 		}
 		njs = append(njs, nj)
 	}
-
-	if o.DryRun != "none" {
-		return o.printDryRun(ctx, p, njs)
+	out, err := o.execute(ctx, report.KindPrefetchReport, p, njs, func(nrs []run.NodeResult) []report.Result {
+		return o.results(p, njs, nrs)
+	})
+	if err != nil {
+		return err
 	}
-	if len(njs) > 0 {
-		if err := run.Preflight(ctx, o.client, njs[0].Job); err != nil {
-			return cmdutil.BadInput(err)
-		}
-	}
-
-	prog := newProgress(o.ErrOut, o.Progress, len(njs), len(p.Skipped))
-	engine := &run.Engine{
-		Client: o.client, Namespace: o.namespace, RunID: o.runID,
-		MaxInFlight: o.MaxNodesInFlight, NodeTimeout: o.Timeout, KeepJobs: o.KeepJobs,
-		OnEvent: prog.Event,
-	}
-	prog.Start(o.runID, o.namespace)
-	results, interrupted, runErr := engine.Run(ctx, njs)
-	prog.Finish(interrupted)
-
-	rep := report.NewPrefetchReport(o.runID, start, time.Now(), o.results(p, njs, results))
-	rep.Interrupted = interrupted
-	if err := report.Print(o.Out, o.Output, rep, rep.PrintTable); err != nil {
-		return &cmdutil.ExitError{Code: cmdutil.ExitFailed, Err: err}
-	}
-	switch {
-	case interrupted:
-		msg := "interrupted: the run's Jobs were deleted; the report above is partial"
-		if runErr != nil {
-			msg = fmt.Sprintf("interrupted, and cleanup failed: %v", runErr)
-		}
-		return &cmdutil.ExitError{Code: cmdutil.ExitInterrupted, Err: errors.New(msg)}
-	case runErr != nil:
-		return &cmdutil.ExitError{Code: cmdutil.ExitFailed, Err: runErr}
-	case !rep.AllSucceeded():
-		return cmdutil.Silent(cmdutil.ExitFailed)
-	}
-	return nil
+	return o.finish(out)
 }
 
 // results turns node results and skips into report rows.
@@ -368,12 +216,13 @@ func (o *ImagesOptions) results(p *plan.Plan, njs []run.NodeJob, nrs []run.NodeR
 			out = append(out, res)
 		}
 	}
-	for _, s := range p.Skipped {
+	return append(out, skippedResults(p, func(node, reason string) []report.Result {
+		var rows []report.Result
 		for _, img := range o.images {
-			out = append(out, report.Result{Node: s.Node, Image: img, Status: report.StatusSkipped, Message: s.Reason})
+			rows = append(rows, report.Result{Node: node, Image: img, Status: report.StatusSkipped, Message: reason})
 		}
-	}
-	return out
+		return rows
+	})...)
 }
 
 // readPullSecrets checks every --pull-secret exists with a usable type and
@@ -449,55 +298,4 @@ func resolveDigest(ctx context.Context, ref string, kc authn.Keychain) (string, 
 		return "", err
 	}
 	return desc.Digest.String(), nil
-}
-
-func shortErr(err error) string {
-	s := err.Error()
-	if len(s) > 200 {
-		s = s[:200] + "…"
-	}
-	return s
-}
-
-// printDryRun prints the Jobs instead of creating them. With
-// --dry-run=server the API server also admits the first Job and its pod.
-func (o *ImagesOptions) printDryRun(ctx context.Context, p *plan.Plan, njs []run.NodeJob) error {
-	if o.DryRun == "server" && len(njs) > 0 {
-		if err := run.Preflight(ctx, o.client, njs[0].Job); err != nil {
-			return cmdutil.BadInput(err)
-		}
-	}
-	for _, s := range p.Skipped {
-		fmt.Fprintf(o.ErrOut, "node %s skipped: %s\n", s.Node, s.Reason)
-	}
-	switch o.Output {
-	case report.FormatJSON, report.FormatYAML:
-		list := &batchv1.JobList{TypeMeta: metav1.TypeMeta{APIVersion: "batch/v1", Kind: "JobList"}}
-		for _, nj := range njs {
-			list.Items = append(list.Items, *nj.Job)
-		}
-		return printObject(o.Out, o.Output, list)
-	}
-	for _, nj := range njs {
-		fmt.Fprintf(o.Out, "job.batch/%s created (%s dry run) on node %s: %d images\n", nj.Job.Name, o.DryRun, nj.Node, len(nj.Images))
-	}
-	return nil
-}
-
-func printObject(w io.Writer, format string, v any) error {
-	if format == report.FormatYAML {
-		b, err := yaml.Marshal(v)
-		if err != nil {
-			return err
-		}
-		_, err = w.Write(b)
-		return err
-	}
-	return report.Print(w, report.FormatJSON, v, nil)
-}
-
-func newRunID() string {
-	b := make([]byte, 3)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }

@@ -1,0 +1,300 @@
+package prefetch
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/coral-dev/coral/pkg/cmd/cmdutil"
+	"github.com/coral-dev/coral/pkg/jobs"
+	"github.com/coral-dev/coral/pkg/plan"
+	"github.com/coral-dev/coral/pkg/report"
+	"github.com/coral-dev/coral/pkg/run"
+	"github.com/coral-dev/coral/pkg/source"
+	"github.com/coral-dev/coral/pkg/version"
+	"github.com/spf13/pflag"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/yaml"
+)
+
+// RunOptions are the flags and state every prefetch command shares: which
+// nodes, which worker, how the run behaves, how results are shown. The two
+// commands (images, artifacts) differ only in their items and Jobs.
+type RunOptions struct {
+	genericiooptions.IOStreams
+	configFlags *genericclioptions.ConfigFlags
+
+	Selector             string
+	Nodes                []string
+	IncludeUnschedulable bool
+
+	WorkerImage      string
+	WorkerPullSecret []string
+	MaxNodesInFlight int
+	Timeout          time.Duration
+	Retries          int
+	KeepJobs         bool
+
+	DryRun   string
+	Output   string
+	Progress string
+
+	// Set by complete.
+	namespace string
+	client    kubernetes.Interface
+	selector  labels.Selector
+	runID     string
+}
+
+func newRunOptions(flags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) RunOptions {
+	return RunOptions{
+		IOStreams:        streams,
+		configFlags:      flags,
+		WorkerImage:      version.DefaultWorkerImage(),
+		MaxNodesInFlight: 50,
+		Timeout:          15 * time.Minute,
+		Retries:          3,
+		DryRun:           "none",
+		Progress:         "auto",
+	}
+}
+
+func (o *RunOptions) addFlags(f *pflag.FlagSet) {
+	f.StringVarP(&o.Selector, "selector", "l", "", "node label selector (e.g. pool=web, 'zone in (a,b),!gpu'); default all nodes")
+	f.StringSliceVar(&o.Nodes, "nodes", nil, "comma-separated node names (combined with -l: both must match)")
+	f.BoolVar(&o.IncludeUnschedulable, "include-unschedulable", false, "include cordoned nodes")
+	f.StringVar(&o.WorkerImage, "worker-image", o.WorkerImage, "image of the worker that runs on each node; $"+version.EnvWorkerImage+" overrides the default")
+	f.StringArrayVar(&o.WorkerPullSecret, "worker-image-pull-secret", nil, "image pull secret for the worker image itself (repeatable)")
+	f.IntVar(&o.MaxNodesInFlight, "max-nodes-in-flight", o.MaxNodesInFlight, "how many nodes work at once")
+	f.DurationVar(&o.Timeout, "timeout", o.Timeout, "time limit per node, from its Job's creation to its report")
+	f.IntVar(&o.Retries, "retries", o.Retries, "retries per item for transient errors (unavailable, timeouts, 5xx); never for not-found or unauthorized")
+	f.BoolVar(&o.KeepJobs, "keep-jobs", false, "keep the Jobs after the run (for debugging; they expire after 1h)")
+	f.StringVar(&o.DryRun, "dry-run", o.DryRun, `"client": print the Jobs, create nothing; "server": also ask the API server to admit them (nothing is persisted)`)
+	f.Lookup("dry-run").NoOptDefVal = "client"
+	f.StringVarP(&o.Output, "output", "o", "", "output format: wide, json or yaml (default: a table)")
+	f.StringVar(&o.Progress, "progress", o.Progress, "progress on stderr: auto (a bar on a terminal, lines otherwise), bar, plain or none")
+}
+
+// complete parses the selector and builds the client.
+func (o *RunOptions) complete() error {
+	sel, err := labels.Parse(o.Selector)
+	if err != nil {
+		return cmdutil.BadInputf("-l/--selector %q: %v", o.Selector, err)
+	}
+	o.selector = sel
+	o.runID = newRunID()
+	if o.client != nil { // set by tests
+		if o.namespace == "" {
+			o.namespace = "default"
+		}
+		return nil
+	}
+	o.namespace, _, err = o.configFlags.ToRawKubeConfigLoader().Namespace()
+	if err != nil {
+		return cmdutil.BadInput(explainKubeconfig(err))
+	}
+	cfg, err := o.configFlags.ToRESTConfig()
+	if err != nil {
+		return cmdutil.BadInput(explainKubeconfig(err))
+	}
+	// client-go's default 5 QPS makes a large run crawl; one run makes about
+	// two requests per node, so a modest raise is enough (see
+	// shared/notes/scale-simulation.md).
+	cfg.QPS, cfg.Burst = 50, 100
+	cfg.UserAgent = "kubectl-coral/" + version.Version
+	o.client, err = kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return cmdutil.BadInput(explainKubeconfig(err))
+	}
+	return nil
+}
+
+// validate checks the shared flags; nothing has been sent to the cluster.
+func (o *RunOptions) validate() error {
+	switch {
+	case o.MaxNodesInFlight <= 0:
+		return cmdutil.BadInputf("--max-nodes-in-flight must be at least 1, got %d", o.MaxNodesInFlight)
+	case o.Timeout <= 0:
+		return cmdutil.BadInputf("--timeout must be a positive duration such as 10m, got %s", o.Timeout)
+	case o.Retries < 0:
+		return cmdutil.BadInputf("--retries must be 0 or more, got %d", o.Retries)
+	case o.WorkerImage == "":
+		return cmdutil.BadInputf("--worker-image is empty")
+	}
+	if err := report.ValidateFormat(o.Output); err != nil {
+		return cmdutil.BadInput(err)
+	}
+	switch o.DryRun {
+	case "none", "client", "server":
+	default:
+		return cmdutil.BadInputf(`--dry-run must be "none", "client" or "server", got %q`, o.DryRun)
+	}
+	switch o.Progress {
+	case "auto", "bar", "plain", "none":
+	default:
+		return cmdutil.BadInputf(`--progress must be auto, bar, plain or none, got %q`, o.Progress)
+	}
+	if _, err := source.FromArgs([]string{o.WorkerImage}); err != nil {
+		return cmdutil.BadInputf("--worker-image: %v", err)
+	}
+	for _, n := range o.Nodes {
+		if strings.TrimSpace(n) == "" {
+			return cmdutil.BadInputf("--nodes holds an empty name")
+		}
+	}
+	return nil
+}
+
+// plan lists the nodes and plans one task per usable node.
+func (o *RunOptions) plan(ctx context.Context, items []plan.Item, runtimeEndpoint string, needSocket bool) (*plan.Plan, error) {
+	nodes, err := o.client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, cmdutil.BadInput(explainAPI(err, "listing nodes"))
+	}
+	p, err := plan.Build(nodes.Items, items, plan.Options{
+		Selector: o.selector, NodeNames: o.Nodes, IncludeUnschedulable: o.IncludeUnschedulable,
+		RuntimeEndpoint: runtimeEndpoint, SkipRuntimeSocket: !needSocket,
+	})
+	if err != nil {
+		return nil, cmdutil.BadInput(err)
+	}
+	return p, nil
+}
+
+// jobSpec is the part of every Job that comes from the shared flags.
+func (o *RunOptions) jobSpec() jobs.Spec {
+	return jobs.Spec{
+		RunID: o.runID, Namespace: o.namespace, WorkerImage: o.WorkerImage, ImagePullPolicy: corev1.PullIfNotPresent,
+		Deadline: o.Timeout + time.Minute, TTL: time.Hour, Retries: o.Retries, WorkerPullSecrets: o.WorkerPullSecret,
+	}
+}
+
+// outcome is what a run produced, before it is printed.
+type outcome struct {
+	report      *report.PrefetchReport
+	interrupted bool
+	err         error // the run itself failed (watch, cleanup)
+	dryRun      bool
+}
+
+// execute prints the Jobs for a dry run; otherwise it asks the API server to
+// admit them, runs them with progress, and turns node results into report
+// rows with toResults.
+func (o *RunOptions) execute(ctx context.Context, kind string, p *plan.Plan, njs []run.NodeJob, toResults func([]run.NodeResult) []report.Result) (*outcome, error) {
+	start := time.Now()
+	if o.DryRun != "none" {
+		return &outcome{dryRun: true}, o.printDryRun(ctx, p, njs)
+	}
+	if len(njs) > 0 {
+		if err := run.Preflight(ctx, o.client, njs[0].Job); err != nil {
+			return nil, cmdutil.BadInput(err)
+		}
+	}
+	prog := newProgress(o.ErrOut, o.Progress, len(njs), len(p.Skipped))
+	engine := &run.Engine{
+		Client: o.client, Namespace: o.namespace, RunID: o.runID,
+		MaxInFlight: o.MaxNodesInFlight, NodeTimeout: o.Timeout, KeepJobs: o.KeepJobs,
+		OnEvent: prog.Event,
+	}
+	prog.Start(o.runID, o.namespace)
+	results, interrupted, runErr := engine.Run(ctx, njs)
+	prog.Finish(interrupted)
+	rep := report.NewReport(kind, o.runID, start, time.Now(), toResults(results))
+	rep.Interrupted = interrupted
+	return &outcome{report: rep, interrupted: interrupted, err: runErr}, nil
+}
+
+// finish prints the report and returns the error that carries the exit code.
+func (o *RunOptions) finish(out *outcome) error {
+	if out.dryRun {
+		return nil
+	}
+	rep := out.report
+	if err := report.Print(o.Out, o.Output, rep, rep.PrintTable); err != nil {
+		return &cmdutil.ExitError{Code: cmdutil.ExitFailed, Err: err}
+	}
+	switch {
+	case out.interrupted:
+		msg := "interrupted: the run's Jobs were deleted; the report above is partial"
+		if out.err != nil {
+			msg = fmt.Sprintf("interrupted, and cleanup failed: %v", out.err)
+		}
+		return &cmdutil.ExitError{Code: cmdutil.ExitInterrupted, Err: errors.New(msg)}
+	case out.err != nil:
+		return &cmdutil.ExitError{Code: cmdutil.ExitFailed, Err: out.err}
+	case !rep.AllSucceeded():
+		return cmdutil.Silent(cmdutil.ExitFailed)
+	}
+	return nil
+}
+
+// skippedResults are the report rows of skipped nodes, one per item.
+func skippedResults(p *plan.Plan, row func(node, reason string) []report.Result) []report.Result {
+	var out []report.Result
+	for _, s := range p.Skipped {
+		out = append(out, row(s.Node, s.Reason)...)
+	}
+	return out
+}
+
+// printDryRun prints the Jobs instead of creating them. With
+// --dry-run=server the API server also admits the first Job and its pod.
+func (o *RunOptions) printDryRun(ctx context.Context, p *plan.Plan, njs []run.NodeJob) error {
+	if o.DryRun == "server" && len(njs) > 0 {
+		if err := run.Preflight(ctx, o.client, njs[0].Job); err != nil {
+			return cmdutil.BadInput(err)
+		}
+	}
+	for _, s := range p.Skipped {
+		fmt.Fprintf(o.ErrOut, "node %s skipped: %s\n", s.Node, s.Reason)
+	}
+	switch o.Output {
+	case report.FormatJSON, report.FormatYAML:
+		list := &batchv1.JobList{TypeMeta: metav1.TypeMeta{APIVersion: "batch/v1", Kind: "JobList"}}
+		for _, nj := range njs {
+			list.Items = append(list.Items, *nj.Job)
+		}
+		return printObject(o.Out, o.Output, list)
+	}
+	for _, nj := range njs {
+		fmt.Fprintf(o.Out, "job.batch/%s created (%s dry run) on node %s: %d items\n", nj.Job.Name, o.DryRun, nj.Node, len(nj.Images))
+	}
+	return nil
+}
+
+func printObject(w io.Writer, format string, v any) error {
+	if format == report.FormatYAML {
+		b, err := yaml.Marshal(v)
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(b)
+		return err
+	}
+	return report.Print(w, report.FormatJSON, v, nil)
+}
+
+func newRunID() string {
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func shortErr(err error) string {
+	s := err.Error()
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return s
+}
