@@ -34,7 +34,6 @@ type ArtifactSpec struct {
 	ChecksumURL string
 	// HeaderSecret names a secret whose keys are HTTP header names.
 	HeaderSecret string
-	HeaderKeys   []string
 	// S3Secret names a secret with credentials; S3Keys maps the file names
 	// the worker reads (AWS_ACCESS_KEY_ID …) to the secret's keys.
 	S3Secret    string

@@ -20,14 +20,17 @@ import (
 func NewCmdPrefetch(flags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "prefetch",
-		Short: "Bring images (or artifacts) onto nodes ahead of a rollout",
-		Long: `Bring images onto nodes before workloads need them, with one short-lived Job per
-node that talks to that node's container runtime.`,
-		Example: `  kubectl coral prefetch images nginx:1.27 -l pool=web`,
-		Args:    cobra.ArbitraryArgs,
-		RunE:    cmdutil.RequireSubcommand,
+		Short: "Bring images or artifacts onto nodes ahead of a rollout",
+		Long: `Bring images or files onto nodes before workloads need them, with one
+short-lived Job per node: for images its pod talks to that node's container
+runtime; for artifacts it writes into one directory on the node's disk.`,
+		Example: `  kubectl coral prefetch images nginx:1.27 -l pool=web
+  kubectl coral prefetch artifacts https://models.example.com/bert.tar.gz --name bert --sha256 9f2c… -l pool=gpu`,
+		Args: cobra.ArbitraryArgs,
+		RunE: cmdutil.RequireSubcommand,
 	}
 	cmd.AddCommand(NewCmdImages(flags, streams))
+	cmd.AddCommand(NewCmdArtifacts(flags, streams))
 	return cmd
 }
 

@@ -1,0 +1,138 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	mrand "math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coral-dev/coral/pkg/report"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// fileServer serves files over real HTTP (Range, ETag) on the address the
+// nodes report, which worker pods can reach.
+func fileServer(t *testing.T, c *cluster, files map[string][]byte) string {
+	t.Helper()
+	ip := c.env["CORAL_NODE_IP"]
+	if ip == "" {
+		t.Fatal("the env file names no CORAL_NODE_IP")
+	}
+	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, ok := files[r.URL.Path]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		sum := sha256.Sum256(b)
+		w.Header().Set("ETag", `"`+hex.EncodeToString(sum[:8])+`"`)
+		http.ServeContent(w, r, "", time.Unix(0, 0), bytes.NewReader(b))
+	})}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return "http://" + l.Addr().String()
+}
+
+func hexSum(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
+
+// artifactDir is where an artifact lives on a node of the local cluster
+// (each node's host root stands for its "/").
+func (c *cluster) artifactDir(node, name string) string {
+	root := c.env["CORAL_HOST_ROOT_"+strings.ToUpper(strings.ReplaceAll(node, "-", "_"))]
+	return filepath.Join(root, "var/lib/coral/artifacts", name)
+}
+
+// artifactName returns a fresh artifact name and removes its labels and
+// directories from every node when the test ends.
+func (c *cluster) artifactName(t *testing.T, prefix string) string {
+	name := fmt.Sprintf("%s-%05d", prefix, mrand.IntN(100000))
+	t.Cleanup(func() {
+		patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"labels": map[string]any{"artifacts.coral.dev/" + name: nil}}})
+		for _, n := range c.nodes {
+			c.client.CoreV1().Nodes().Patch(context.Background(), n, types.MergePatchType, patch, metav1.PatchOptions{})
+			os.RemoveAll(c.artifactDir(n, name))
+		}
+	})
+	return name
+}
+
+func TestPrefetchArtifactsHTTP(t *testing.T) {
+	c := getCluster(t)
+	ns := c.namespace(t, nil)
+	model := make([]byte, 3<<20)
+	rand.Read(model)
+	base := fileServer(t, c, map[string][]byte{"/models/bert.bin": model})
+	name := c.artifactName(t, "bert")
+	url := base + "/models/bert.bin"
+
+	res := c.coral(t, nil, "prefetch", "artifacts", url, "--name", name, "--sha256", hexSum(model), "-l", "pool=web", "-n", ns, "-o", "json")
+	if res.code != 0 {
+		t.Fatalf("exit %d\n%s", res.code, res.stdout)
+	}
+	var rep report.PrefetchReport
+	if err := json.Unmarshal([]byte(res.stdout), &rep); err != nil || rep.Kind != "ArtifactReport" {
+		t.Fatalf("report: %v\n%s", err, res.stdout)
+	}
+	if rep.Summary.Downloaded != 2 || rep.Summary.Failed != 0 {
+		t.Errorf("summary %+v", rep.Summary)
+	}
+	for _, n := range webNodes {
+		got, err := os.ReadFile(filepath.Join(c.artifactDir(n, name), "bert.bin"))
+		if err != nil || !bytes.Equal(got, model) {
+			t.Errorf("%s: the file is not in its artifact directory (%v)", n, err)
+		}
+		node, _ := c.client.CoreV1().Nodes().Get(context.Background(), n, metav1.GetOptions{})
+		if v := node.Labels["artifacts.coral.dev/"+name]; v != hexSum(model)[:12] {
+			t.Errorf("%s: label %q, want %q", n, v, hexSum(model)[:12])
+		}
+	}
+	if _, err := os.Stat(c.artifactDir(batchNode, name)); err == nil {
+		t.Errorf("%s is not in pool=web but got the artifact", batchNode)
+	}
+	node3, _ := c.client.CoreV1().Nodes().Get(context.Background(), batchNode, metav1.GetOptions{})
+	if _, ok := node3.Labels["artifacts.coral.dev/"+name]; ok {
+		t.Errorf("%s was labelled", batchNode)
+	}
+	if n := c.jobsLeft(t, ns); n != 0 {
+		t.Errorf("%d Jobs left", n)
+	}
+
+	// Again: Present, nothing downloaded.
+	res = c.coral(t, nil, "prefetch", "artifacts", url, "--name", name, "--sha256", hexSum(model), "-l", "pool=web", "-n", ns, "-o", "json")
+	json.Unmarshal([]byte(res.stdout), &rep)
+	if res.code != 0 || rep.Summary.Present != 2 {
+		t.Errorf("rerun: exit %d, summary %+v", res.code, rep.Summary)
+	}
+
+	// A wrong digest: Failed, exit 1, the verified content stays.
+	res = c.coral(t, nil, "prefetch", "artifacts", url, "--name", name, "--sha256", strings.Repeat("0", 64), "--nodes", "coral-node-1", "-n", ns, "-o", "json")
+	json.Unmarshal([]byte(res.stdout), &rep)
+	if res.code != 1 || rep.Results[0].Status != report.StatusFailed || !strings.Contains(rep.Results[0].Message, "checksum mismatch") {
+		t.Errorf("mismatch: exit %d, %+v", res.code, rep.Results)
+	}
+	if got, _ := os.ReadFile(filepath.Join(c.artifactDir("coral-node-1", name), "bert.bin")); !bytes.Equal(got, model) {
+		t.Error("a failed download damaged the previous content")
+	}
+	ents, _ := os.ReadDir(c.artifactDir("coral-node-1", name))
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ".coral-tmp") {
+			t.Errorf("partial file left: %s", e.Name())
+		}
+	}
+}
