@@ -12,14 +12,23 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/coral-dev/coral/pkg/imagebuild"
+	"github.com/coral-dev/coral/pkg/inject"
 	"github.com/coral-dev/coral/pkg/report"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 )
 
 // fileServer serves files over real HTTP (Range, ETag) on the address the
@@ -135,4 +144,119 @@ func TestPrefetchArtifactsHTTP(t *testing.T) {
 			t.Errorf("partial file left: %s", e.Name())
 		}
 	}
+}
+
+// pushSumfileImage builds e2e/cmd/sumfile statically and pushes it as an
+// image FROM scratch to the local registry.
+func (c *cluster) pushSumfileImage(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "sumfile")
+	build := exec.Command("go", "build", "-o", bin, "./e2e/cmd/sumfile")
+	build.Dir = repoRoot()
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building sumfile: %v\n%s", err, out)
+	}
+	img, err := imagebuild.Image(imagebuild.Binary{Platform: "linux/" + runtime.GOARCH, Path: bin}, "sumfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := fmt.Sprintf("%s/e2e/sumfile:%05d", c.env["CORAL_REGISTRY"], mrand.IntN(100000))
+	r, _ := name.ParseReference(ref)
+	if err := remote.Write(r, img); err != nil {
+		t.Fatal(err)
+	}
+	return ref
+}
+
+// An artifact on one node, injected into a Deployment: its pods run only on
+// that node and read the file at the mount path.
+func TestInjectArtifactIntoDeployment(t *testing.T) {
+	c := getCluster(t)
+	ns := c.namespace(t, nil)
+	data := make([]byte, 1<<20)
+	rand.Read(data)
+	base := fileServer(t, c, map[string][]byte{"/weights.bin": data})
+	art := c.artifactName(t, "weights")
+	holder := "coral-node-2"
+
+	// Injecting an artifact no node holds is refused.
+	res := c.coral(t, nil, "inject", "artifact", art, "deployment/reader", "-n", ns)
+	if res.code != 2 || !strings.Contains(res.stderr, "no node holds") {
+		t.Fatalf("inject before prefetch: exit %d, %s", res.code, res.stderr)
+	}
+
+	res = c.coral(t, nil, "prefetch", "artifacts", base+"/weights.bin", "--name", art, "--sha256", hexSum(data), "--nodes", holder, "-n", ns)
+	if res.code != 0 {
+		t.Fatalf("prefetch: exit %d", res.code)
+	}
+
+	image := c.pushSumfileImage(t)
+	deploy := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "reader"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To[int32](2),
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "reader"}},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "reader"}},
+				Spec: corev1.PodSpec{
+					Containers:  []corev1.Container{{Name: "reader", Image: image, Args: []string{"/models/weights/weights.bin"}}},
+					Tolerations: []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
+				},
+			},
+		},
+	}
+	if _, err := c.client.AppsV1().Deployments(ns).Create(context.Background(), deploy, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	res = c.coral(t, nil, "inject", "artifact", art, "deployment/reader", "--mount-path", "/models/weights", "-n", ns)
+	if res.code != 0 {
+		t.Fatalf("inject: exit %d\n%s", res.code, res.stderr)
+	}
+	// Injecting again changes nothing.
+	res = c.coral(t, nil, "inject", "artifact", art, "deployment/reader", "--mount-path", "/models/weights", "-n", ns)
+	if res.code != 0 || !strings.Contains(res.stderr, "unchanged") {
+		t.Fatalf("second inject: exit %d, %s", res.code, res.stderr)
+	}
+
+	want := "sha256 " + hexSum(data) + " /models/weights/weights.bin"
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		pods, err := c.client.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{LabelSelector: "app=reader"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ready := 0
+		for _, p := range pods.Items {
+			if p.DeletionTimestamp != nil || !hasVolume(p.Spec, inject.VolumeName(art)) {
+				continue // a pod of the template before the injection
+			}
+			if p.Spec.NodeName != "" && p.Spec.NodeName != holder {
+				t.Fatalf("pod %s runs on %s, which does not hold the artifact", p.Name, p.Spec.NodeName)
+			}
+			if p.Status.Phase != corev1.PodRunning {
+				continue
+			}
+			logs, err := c.client.CoreV1().Pods(ns).GetLogs(p.Name, &corev1.PodLogOptions{}).DoRaw(context.Background())
+			if err == nil && strings.Contains(string(logs), want) {
+				ready++
+			}
+		}
+		if ready == 2 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the injected pods did not all run on %s and read the artifact (%d of 2)", holder, ready)
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+func hasVolume(spec corev1.PodSpec, name string) bool {
+	for _, v := range spec.Volumes {
+		if v.Name == name {
+			return true
+		}
+	}
+	return false
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/coral-dev/coral/pkg/cmd/cmdutil"
 	"github.com/coral-dev/coral/pkg/cmd/completion"
+	"github.com/coral-dev/coral/pkg/cmd/inject"
 	"github.com/coral-dev/coral/pkg/cmd/mirror"
 	"github.com/coral-dev/coral/pkg/cmd/prefetch"
 	"github.com/coral-dev/coral/pkg/cmd/version"
@@ -52,6 +53,7 @@ non-zero when anything failed:
 	}
 	flags.AddFlags(root.PersistentFlags())
 	root.AddCommand(prefetch.NewCmdPrefetch(flags, streams))
+	root.AddCommand(inject.NewCmdInject(flags, streams))
 	root.AddCommand(mirror.NewCmdMirror(flags, streams))
 	root.AddCommand(version.NewCmdVersion(streams))
 	// Ours replaces cobra's default completion command.

@@ -190,7 +190,7 @@ func imagesOfDocument(raw []byte) ([]string, error) {
 		}
 		return refs, nil
 	}
-	obj := newObjectForKind(tm.Kind)
+	obj := NewObjectForKind(tm.Kind)
 	if obj == nil {
 		return nil, nil // a Service, ConfigMap, CRD instance …: holds no pod template we know
 	}
@@ -200,7 +200,9 @@ func imagesOfDocument(raw []byte) ([]string, error) {
 	return fromObject(obj), nil
 }
 
-func newObjectForKind(kind string) runtime.Object {
+// NewObjectForKind returns an empty typed object for a kind that carries a
+// pod template (or is a Pod), or nil.
+func NewObjectForKind(kind string) runtime.Object {
 	switch kind {
 	case "Pod":
 		return &corev1.Pod{}

@@ -133,6 +133,15 @@ on such nodes.`,
 
 var artifactName = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$`)
 
+// ValidateArtifactName checks that name is safe as a directory name and as
+// the name part of a node label key.
+func ValidateArtifactName(name string) error {
+	if !artifactName.MatchString(name) {
+		return cmdutil.BadInputf("artifact name %q: use lower-case letters, digits, '.', '_' and '-', starting and ending with a letter or digit, at most 63 characters", name)
+	}
+	return nil
+}
+
 // Complete reads the sources and sets up the client.
 func (o *ArtifactsOptions) Complete(cmd *cobra.Command, args []string) error {
 	o.sources = args
@@ -149,8 +158,8 @@ func (o *ArtifactsOptions) Validate() error {
 		return cmdutil.BadInputf("no sources given: name http(s):// or s3:// URLs as arguments (see --help)")
 	case o.Name == "":
 		return cmdutil.BadInputf("--name is required: the artifact's directory on each node and its label")
-	case !artifactName.MatchString(o.Name):
-		return cmdutil.BadInputf("--name %q: use lower-case letters, digits, '.', '_' and '-', starting and ending with a letter or digit, at most 63 characters", o.Name)
+	case ValidateArtifactName(o.Name) != nil:
+		return ValidateArtifactName(o.Name)
 	case !path.IsAbs(o.DestRoot):
 		return cmdutil.BadInputf("--dest-root %q must be an absolute path", o.DestRoot)
 	case o.SourceTimeout <= 0:
