@@ -19,6 +19,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/coral-dev/coral/pkg/imagebuild"
 	"github.com/coral-dev/coral/pkg/inject"
 	"github.com/coral-dev/coral/pkg/report"
@@ -259,4 +262,90 @@ func hasVolume(spec corev1.PodSpec, name string) bool {
 		}
 	}
 	return false
+}
+
+// The S3 example on the local cluster: every object under a prefix of a real
+// S3-compatible store (versitygw, SigV4 checked), credentials from a Secret.
+func TestPrefetchArtifactsS3Prefix(t *testing.T) {
+	c := getCluster(t)
+	ns := c.namespace(t, nil)
+	bin := os.Getenv("CORAL_VERSITYGW")
+	if bin == "" {
+		bin = "/var/cache/coral/tools/versitygw-v1.8.0/versitygw"
+	}
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("versitygw is not installed (bash hack/install-test-servers.sh): %v", err)
+	}
+	l, err := net.Listen("tcp", net.JoinHostPort(c.env["CORAL_NODE_IP"], "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	const access, secret = "e2e-access", "e2e-secret-key-123"
+	gw := exec.Command(bin, "--access", access, "--secret", secret, "--port", addr, "posix", t.TempDir())
+	if err := gw.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gw.Process.Kill(); gw.Wait() })
+	endpoint := "http://" + addr
+	var s3c *s3.Client
+	for i := 0; ; i++ {
+		s3c = s3.New(s3.Options{Region: "us-east-1", BaseEndpoint: aws.String(endpoint), UsePathStyle: true,
+			Credentials: credentials.NewStaticCredentialsProvider(access, secret, "")})
+		if _, err = s3c.CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String("ml-models")}); err == nil {
+			break
+		}
+		if i > 50 {
+			t.Fatalf("versitygw did not come up: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	objects := map[string][]byte{"llama/config.json": []byte(`{"layers": 2}`), "llama/weights/part-0.bin": make([]byte, 2<<20)}
+	rand.Read(objects["llama/weights/part-0.bin"])
+	for k, v := range objects {
+		if _, err := s3c.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String("ml-models"), Key: aws.String(k), Body: bytes.NewReader(v)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.client.CoreV1().Secrets(ns).Create(context.Background(), &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "s3-creds"},
+		StringData: map[string]string{"AWS_ACCESS_KEY_ID": access, "AWS_SECRET_ACCESS_KEY": secret},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	art := c.artifactName(t, "llama")
+	res := c.coral(t, nil, "prefetch", "artifacts", "s3://ml-models/llama/", "--name", art, "--s3-secret", "s3-creds", "--s3-endpoint", endpoint, "-l", "pool=batch", "-n", ns, "-o", "json")
+	if res.code != 0 {
+		t.Fatalf("exit %d\n%s", res.code, res.stdout)
+	}
+	for k, v := range objects {
+		got, err := os.ReadFile(filepath.Join(c.artifactDir(batchNode, art), strings.TrimPrefix(k, "llama/")))
+		if err != nil || !bytes.Equal(got, v) {
+			t.Errorf("%s on %s: %v", k, batchNode, err)
+		}
+	}
+	if strings.Contains(res.stdout+res.stderr, secret) {
+		t.Error("the S3 secret appears in Coral's output")
+	}
+
+	// Wrong credentials: a clear unauthorized message, exit 1.
+	c.client.CoreV1().Secrets(ns).Create(context.Background(), &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "s3-wrong"},
+		StringData: map[string]string{"AWS_ACCESS_KEY_ID": access, "AWS_SECRET_ACCESS_KEY": "wrong"},
+	}, metav1.CreateOptions{})
+	res = c.coral(t, nil, "prefetch", "artifacts", "s3://ml-models/llama/config.json", "--name", art+"-x", "--s3-secret", "s3-wrong", "--s3-endpoint", endpoint, "-l", "pool=batch", "-n", ns, "-o", "json")
+	if res.code != 1 || !strings.Contains(res.stdout, "unauthorized") {
+		t.Errorf("wrong credentials: exit %d\n%s", res.code, res.stdout)
+	}
+	os.RemoveAll(c.artifactDir(batchNode, art+"-x"))
+
+	// A secret without the keys: exit 2 before anything is created.
+	c.client.CoreV1().Secrets(ns).Create(context.Background(), &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "s3-bad"}, StringData: map[string]string{"user": "x"},
+	}, metav1.CreateOptions{})
+	res = c.coral(t, nil, "prefetch", "artifacts", "s3://ml-models/llama/", "--name", art, "--s3-secret", "s3-bad", "--s3-endpoint", endpoint, "-n", ns)
+	if res.code != 2 || !strings.Contains(res.stderr, "AWS_ACCESS_KEY_ID") || c.jobsLeft(t, ns) != 0 {
+		t.Errorf("malformed secret: exit %d, %s", res.code, res.stderr)
+	}
 }
