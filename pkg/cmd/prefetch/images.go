@@ -55,7 +55,10 @@ func NewImagesOptions(flags *genericclioptions.ConfigFlags, streams genericioopt
 
 // NewCmdImages builds `kubectl coral prefetch images`.
 func NewCmdImages(flags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
-	o := NewImagesOptions(flags, streams)
+	return newCmdImages(NewImagesOptions(flags, streams))
+}
+
+func newCmdImages(o *ImagesOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "images [IMAGE...] [-f FILE|-] [-l SELECTOR | --nodes NAME,...]",
 		Short: "Pull images onto nodes through each node's container runtime",
