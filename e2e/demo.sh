@@ -24,5 +24,5 @@ echo "What each node's container runtime now holds (crictl over its own socket):
 for node in $CORAL_NODES; do
   var="CORAL_CRI_$(echo "$node" | tr 'a-z-' 'A-Z_')"
   echo "--- $node"
-  "$CORAL_CRICTL" --runtime-endpoint "${!var}" images | grep -E "IMAGE|samples/" || echo "(no sample images)"
+  "$CORAL_CRICTL" --runtime-endpoint "${!var}" images 2>/dev/null | grep -E "samples/" || echo "(no sample images)"
 done
