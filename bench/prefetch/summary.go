@@ -211,6 +211,34 @@ func (b *bench) printSummary() {
 	fmt.Printf("    %+6.2f s  pulls inside the workers minus the floor (a)\n", pulls-ma)
 	fmt.Printf("    %6.2f s  sum (the measured (b)-(a): %+.2f s; medians need not add up)\n", causeSum+pulls-ma, mb-ma)
 
+	// Per node: is one node (runtime) slower, both ways?
+	fmt.Printf("\n  per node, medians (s): floor = all images on the node by direct CRI; worker pulls = worker ready → last image;\n")
+	fmt.Printf("  Job → worker = Job created → worker ready; exit → result = last image → plugin has the node's result\n")
+	fmt.Printf("    %-14s  %8s  %12s  %12s  %13s\n", "node", "floor", "worker pulls", "Job → worker", "exit → result")
+	for _, n := range b.nodes {
+		var f, wp, st, ex []float64
+		for _, fr := range b.floors {
+			f = append(f, fr.PerNode[n.Name].Seconds())
+		}
+		span := func(pr *pluginRun, from, to string) (float64, bool) {
+			t := pr.Nodes[n.Name]
+			a, z := path[pointIndex(from)].at(pr, t), path[pointIndex(to)].at(pr, t)
+			return z.Sub(a).Seconds(), !a.IsZero() && !z.IsZero()
+		}
+		for _, pr := range b.plugins {
+			if v, ok := span(pr, "worker ready", "pulled"); ok {
+				wp = append(wp, v)
+			}
+			if v, ok := span(pr, "Job created", "worker ready"); ok {
+				st = append(st, v)
+			}
+			if v, ok := span(pr, "pulled", "node done"); ok {
+				ex = append(ex, v)
+			}
+		}
+		fmt.Printf("    %-14s  %8.2f  %12.2f  %12.2f  %13.2f\n", n.Name, median(f), median(wp), median(st), median(ex))
+	}
+
 	// Per-image pull times, both ways.
 	var fi, wi []float64
 	var fnode []float64
