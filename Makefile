@@ -67,8 +67,9 @@ cluster-down: ## remove every trace of the local cluster
 bench-mirror: ## coral mirror vs crane copy: ~200 MiB two-platform index between two local registries, cold and warm, medians (ROUNDS=5 SIZE_MB=200)
 	bash bench/mirror/bench-mirror.sh
 
-# Needs the local cluster (started here if it is not up) and root.
+# Runs on the local cluster as it is (root; started first only when it has no
+# env file), with the worker image that cluster-up last pushed.
 bench-prefetch: ## kubectl coral prefetch images vs direct CRI pulls: ~200 MB onto every node of the local cluster, interleaved rounds, medians, ratio, where the overhead goes (ROUNDS=5, BENCH_ARGS='--images 5 --layers 4 --layer-size 10000000')
-	@$(MAKE) --no-print-directory cluster-up >&2
+	@test -f _output/cluster/env || $(MAKE) --no-print-directory cluster-up >&2
 	@$(MAKE) --no-print-directory build >&2
 	$(GO) run ./bench/prefetch $(if $(ROUNDS),--rounds=$(ROUNDS)) $(BENCH_ARGS)

@@ -128,7 +128,7 @@ func run(ctx context.Context, c config) error {
 		key := "CORAL_CRI_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
 		n, err := dialNode(name, env[key])
 		if err != nil {
-			return err
+			return fmt.Errorf("%v (is the local cluster up? make cluster-up)", err)
 		}
 		defer n.conn.Close()
 		if dir := env["CORAL_CLUSTER_DIR"]; dir != "" {
