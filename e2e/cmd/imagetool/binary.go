@@ -1,19 +1,15 @@
 package main
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"path"
 	"runtime"
 
+	"github.com/coral-dev/coral/pkg/imagebuild"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 func runBinary(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -61,11 +57,8 @@ func runBinary(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	var imgs []platformImage
 	for _, w := range want {
-		layer, err := binaryLayer(w.file, entry)
-		if err != nil {
-			return err
-		}
-		img, err := imageFrom(w.platform, v1.Config{Entrypoint: []string{entry}}, layer)
+		// The same assembly as the worker image (FROM scratch, one layer).
+		img, err := imagebuild.Image(imagebuild.Binary{Platform: w.platform.OS + "/" + w.platform.Architecture, Path: w.file}, entry[1:])
 		if err != nil {
 			return err
 		}
@@ -77,34 +70,4 @@ func runBinary(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	printPushed(stdout, r, d)
 	return nil
-}
-
-// binaryLayer is a gzipped tar layer holding file at entry (mode 0755), with
-// zero timestamps so the same binary always gives the same digest.
-func binaryLayer(file, entry string) (v1.Layer, error) {
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return nil, fmt.Errorf("reading binary: %w", err)
-	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	if err := tw.WriteHeader(&tar.Header{
-		Typeflag: tar.TypeReg,
-		Name:     entry[1:],
-		Mode:     0o755,
-		Size:     int64(len(data)),
-		Format:   tar.FormatPAX,
-	}); err != nil {
-		return nil, err
-	}
-	if _, err := tw.Write(data); err != nil {
-		return nil, err
-	}
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	b := buf.Bytes()
-	return tarball.LayerFromOpener(func() (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(b)), nil
-	}, tarball.WithMediaType(types.OCILayer))
 }
