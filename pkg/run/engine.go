@@ -380,7 +380,7 @@ func (r *runner) lastWarning(ctx context.Context, kind, name string) string {
 	var best *corev1.Event
 	for i := range evs.Items {
 		ev := &evs.Items[i]
-		if ev.Type != corev1.EventTypeWarning {
+		if ev.Type != corev1.EventTypeWarning || uninformative[ev.Reason] {
 			continue
 		}
 		if best == nil || eventTime(ev).After(eventTime(best)) {
@@ -392,6 +392,9 @@ func (r *runner) lastWarning(ctx context.Context, kind, name string) string {
 	}
 	return best.Reason + ": " + best.Message
 }
+
+// uninformative warnings say nothing about why a worker did not report.
+var uninformative = map[string]bool{"MissingClusterDNS": true, "DNSConfigForming": true}
 
 func eventTime(ev *corev1.Event) time.Time {
 	if !ev.LastTimestamp.IsZero() {
