@@ -307,3 +307,25 @@ func TestRunOverflowReadsLog(t *testing.T) {
 		t.Errorf("message %q", res[0].Items[1].Message)
 	}
 }
+
+// The report is read as soon as the worker container has terminated, while
+// the pod phase is still Running (kubelet tears the pod down afterwards).
+func TestRunReadsReportBeforePhaseSucceeded(t *testing.T) {
+	c := newClient()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	k := &kubelet{client: c, behave: func(node string, pod *corev1.Pod) bool {
+		succeed(pod, []string{"a:1", "b:2"}, report.StatusPulled)
+		pod.Status.Phase = corev1.PodRunning
+		return true
+	}}
+	k.start(t, ctx)
+	e := &Engine{Client: c, Namespace: ns, RunID: "r6", MaxInFlight: 1, NodeTimeout: 5 * time.Second}
+	res, _, err := e.Run(ctx, nodeJobs("r6", "n1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Items[0].Status != report.StatusPulled {
+		t.Fatalf("got %+v: the terminated container's report must count while the phase is Running", res[0].Items[0])
+	}
+}

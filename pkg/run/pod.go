@@ -27,18 +27,22 @@ var waitingFailures = map[string]bool{
 	"RunContainerError":          true,
 }
 
-// readPod decides whether pod holds a final outcome for its node.
+// readPod decides whether pod holds a final outcome for its node. The
+// worker container's Terminated state (with its report) is final as soon as
+// it appears: the pod never restarts it (restartPolicy Never, backoffLimit
+// 0), and waiting for phase Succeeded would add kubelet's teardown (about a
+// second per node) to every run.
 func (e *Engine) readPod(pod *corev1.Pod, nj NodeJob) (NodeResult, bool) {
 	cs := workerStatus(pod)
+	if cs != nil && cs.State.Terminated != nil {
+		t := cs.State.Terminated
+		if strings.TrimSpace(t.Message) != "" {
+			return e.decode(pod, nj, t.Message), true
+		}
+		return failAll(nj, fmt.Sprintf("the worker exited with code %d (%s) without a report%s", t.ExitCode, t.Reason, podReason(pod))), true
+	}
 	switch pod.Status.Phase {
 	case corev1.PodSucceeded, corev1.PodFailed:
-		if cs != nil && cs.State.Terminated != nil {
-			t := cs.State.Terminated
-			if strings.TrimSpace(t.Message) != "" {
-				return e.decode(pod, nj, t.Message), true
-			}
-			return failAll(nj, fmt.Sprintf("the worker exited with code %d (%s) without a report%s", t.ExitCode, t.Reason, podReason(pod))), true
-		}
 		return failAll(nj, "the worker pod "+strings.ToLower(string(pod.Status.Phase))+" before its container ran"+podReason(pod)), true
 	}
 	if cs != nil && cs.State.Waiting != nil && waitingFailures[cs.State.Waiting.Reason] {
