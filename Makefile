@@ -20,8 +20,9 @@ test: ## unit and integration tests (real in-process servers; registries started
 e2e: ## end-to-end tests on the local cluster (make cluster-up first)
 	CORAL_E2E=1 $(GO) test ./e2e/ -count=1 -v -timeout 40m
 
-check: ## the README's test command: unit tests, then the local cluster and the e2e suite
+check: ## the README's test command: unit tests, the release check, then the local cluster and the e2e suite
 	$(MAKE) --no-print-directory test
+	$(MAKE) --no-print-directory release-check
 	$(MAKE) --no-print-directory cluster-up
 	$(MAKE) --no-print-directory e2e
 
@@ -50,6 +51,16 @@ jobimage: ## build the worker image (REGISTRY=host:port to push)
 jobimage-push: ## push the versioned worker image: make jobimage-push REGISTRY=… VERSION=…
 	@test -n "$(REGISTRY)" || { echo "set REGISTRY=host[:port][/path]" >&2; exit 2; }
 	@$(MAKE) --no-print-directory jobimage REGISTRY=$(REGISTRY) VERSION=$(VERSION)
+
+.PHONY: release release-check
+# Archives for linux/darwin/windows × amd64/arm64, sha256sums.txt and the krew
+# manifest (krew/.krew.yaml rendered) in _output/release. The worker image of
+# the same version is pushed separately: make jobimage-push REGISTRY=… VERSION=….
+release: ## release archives, checksums and krew manifest: make release VERSION=vX.Y.Z
+	GO='$(GO)' VERSION='$(VERSION)' COMMIT='$(COMMIT)' LDFLAGS='$(LDFLAGS)' bash hack/release.sh
+
+release-check: ## build a release (v0.0.0-ci), validate its krew manifest, install it with krew offline and run it through kubectl
+	GO='$(GO)' bash hack/release-check.sh
 
 fmt:
 	gofmt -l -w $$(git ls-files '*.go')
