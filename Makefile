@@ -84,3 +84,11 @@ bench-prefetch: ## kubectl coral prefetch images vs direct CRI pulls: ~200 MB on
 	@test -f _output/cluster/env || $(MAKE) --no-print-directory cluster-up >&2
 	@$(MAKE) --no-print-directory build >&2
 	$(GO) run ./bench/prefetch $(if $(ROUNDS),--rounds=$(ROUNDS)) $(BENCH_ARGS)
+
+.PHONY: bench-artifacts
+# Starts its own servers on loopback (an HTTP file server in the bench, versitygw
+# from hack/install-test-servers.sh) and needs curl; writes 1 GiB files under
+# /tmp and /dev/shm, removed at the end. About 4-7 minutes on 2 busy cores.
+bench-artifacts: ## worker artifact downloads of 1 GiB: http vs curl -o, S3 ranged parallel vs one stream (versitygw), disk and tmpfs; interleaved rounds, medians, ratios, phases (ROUNDS=5, BENCH_ARGS='--size-mib 1024 --dir /tmp --tmpfs auto')
+	@command -v curl >/dev/null || { echo "bench-artifacts needs curl: apt-get install -y curl" >&2; exit 2; }
+	vgw=$$(bash hack/install-test-servers.sh) && $(GO) run ./bench/artifacts --versitygw="$$vgw" $(if $(ROUNDS),--rounds=$(ROUNDS)) $(BENCH_ARGS)
