@@ -323,7 +323,8 @@ func fetchObject(ctx context.Context, obj remoteObject, src ArtifactSource, name
 			os.RemoveAll(tmp)
 		}
 	}()
-	h := sha256.New()
+	h := newAsyncHash(sha256.New())
+	defer h.Close()
 	etag, hashed, err := obj.download(ctx, f, h)
 	if err != nil {
 		return failed(explainFS(err, o.Dir).Error())

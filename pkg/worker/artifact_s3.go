@@ -205,43 +205,76 @@ func (o *s3Object) download(ctx context.Context, f *os.File, h hash.Hash) (strin
 	if err := f.Truncate(size); err != nil {
 		return "", false, err
 	}
-	type part struct{ off, end int64 }
-	parts := make(chan part)
+	// Parts land out of order; a hasher follows behind, reading each part
+	// back (from the page cache) as soon as it and all before it are in, so
+	// verifying overlaps the download instead of following it.
+	var parts []part
+	for off := int64(0); off < size; off += o.f.PartSize {
+		parts = append(parts, part{off: off, end: min(off+o.f.PartSize, size) - 1, done: make(chan struct{})})
+	}
+	work := make(chan *part)
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var firstErr error
-	pctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	fail := func(err error) {
+		mu.Lock()
+		if firstErr == nil {
+			firstErr = err
+			cancel()
+		}
+		mu.Unlock()
+	}
 	for i := 0; i < o.f.Concurrency; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			buf := make([]byte, 1<<20)
-			for p := range parts {
+			for p := range work {
 				if err := o.getRange(pctx, f, head.ETag, p.off, p.end, buf); err != nil {
-					mu.Lock()
-					if firstErr == nil {
-						firstErr = err
-						cancel()
-					}
-					mu.Unlock()
+					fail(err)
+					continue
 				}
+				close(p.done)
 			}
 		}()
 	}
-	for off := int64(0); off < size; off += o.f.PartSize {
-		end := min(off+o.f.PartSize, size) - 1
+	hashed := make(chan struct{})
+	go func() {
+		defer close(hashed)
+		buf := make([]byte, 1<<20)
+		for i := range parts {
+			select {
+			case <-parts[i].done:
+			case <-pctx.Done():
+				return
+			}
+			r := io.NewSectionReader(f, parts[i].off, parts[i].end-parts[i].off+1)
+			if _, err := io.CopyBuffer(h, r, buf); err != nil {
+				fail(fmt.Errorf("verifying %s: %w", o.what(), err))
+				return
+			}
+		}
+	}()
+	for i := range parts {
 		select {
-		case parts <- part{off, end}:
+		case work <- &parts[i]:
 		case <-pctx.Done():
 		}
 	}
-	close(parts)
+	close(work)
 	wg.Wait()
+	<-hashed
 	if firstErr != nil {
 		return "", false, firstErr
 	}
-	return etag, false, nil
+	return etag, true, nil
+}
+
+type part struct {
+	off, end int64
+	done     chan struct{}
 }
 
 func (o *s3Object) getRange(ctx context.Context, f *os.File, etag *string, off, end int64, buf []byte) error {
