@@ -10,6 +10,9 @@ import (
 	"testing"
 
 	"github.com/coral-dev/coral/pkg/cmd/cmdutil"
+	"github.com/coral-dev/coral/pkg/plan"
+	"github.com/coral-dev/coral/pkg/report"
+	"github.com/coral-dev/coral/pkg/run"
 	"github.com/google/go-containerregistry/pkg/authn"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -144,5 +147,29 @@ func TestImagesRunWritesAreSeen(t *testing.T) {
 	}
 	if !strings.Contains(r.stdout, `"failed": 2`) || !strings.Contains(r.stdout, "--timeout=1s") {
 		t.Fatalf("report:\n%s", r.stdout)
+	}
+}
+
+// A node that got other bytes than were resolved is flagged.
+func TestResultsFlagDigestMismatch(t *testing.T) {
+	o := NewImagesOptions(genericclioptions.NewConfigFlags(false), genericiooptions.IOStreams{})
+	o.images = []string{"reg.local/a:1"}
+	resolved, other := "sha256:"+strings.Repeat("a", 64), "sha256:"+strings.Repeat("b", 64)
+	njs := []run.NodeJob{{Node: "n1", Images: o.images, Expected: []string{resolved}}, {Node: "n2", Images: o.images, Expected: []string{resolved}}}
+	rows := o.results(&plan.Plan{Skipped: []plan.Skip{{Node: "n3", Reason: "node is cordoned"}}}, njs, []run.NodeResult{
+		{Node: "n1", Items: []report.ItemResult{{Status: report.StatusPulled, Digest: resolved}}},
+		{Node: "n2", Items: []report.ItemResult{{Status: report.StatusPulled, Digest: other}}},
+	})
+	if len(rows) != 3 {
+		t.Fatalf("%d rows", len(rows))
+	}
+	if rows[0].DigestMismatch {
+		t.Error("n1 holds the resolved digest")
+	}
+	if !rows[1].DigestMismatch || !strings.Contains(rows[1].Message, "did the tag move") {
+		t.Errorf("n2 holds other bytes: %+v", rows[1])
+	}
+	if rows[2].Status != report.StatusSkipped || rows[2].Message != "node is cordoned" {
+		t.Errorf("skipped node: %+v", rows[2])
 	}
 }
