@@ -175,7 +175,8 @@ type runner struct {
 	done    int
 	allDone chan struct{}
 	slots   chan struct{}
-	created []string
+	// attempted names every Job a create was sent for.
+	attempted []string
 }
 
 func (r *runner) emit(ev Event) {
@@ -224,6 +225,11 @@ func (r *runner) dispatch(ctx context.Context, njs []NodeJob) {
 		if ctx.Err() != nil {
 			return
 		}
+		// Counted before the call: a create cut short by an interrupt may
+		// still have reached the API server, so cleanup must look.
+		r.mu.Lock()
+		r.attempted = append(r.attempted, nj.Job.Name)
+		r.mu.Unlock()
 		_, err := r.e.Client.BatchV1().Jobs(r.e.Namespace).Create(ctx, nj.Job, metav1.CreateOptions{})
 		r.mu.Lock()
 		st := r.states[nj.Node]
@@ -236,7 +242,6 @@ func (r *runner) dispatch(ctx context.Context, njs []NodeJob) {
 			}
 			r.finish(st, failAll(nj, "creating the Job: "+explainAPIError(err, r.e.Namespace)))
 		} else {
-			r.created = append(r.created, nj.Job.Name)
 			r.emit(Event{Type: EventCreated, Node: nj.Node})
 		}
 		r.mu.Unlock()
@@ -428,9 +433,9 @@ func (r *runner) cleanup() error {
 		return nil
 	}
 	r.mu.Lock()
-	created := len(r.created)
+	attempted := len(r.attempted)
 	r.mu.Unlock()
-	if created == 0 {
+	if attempted == 0 {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), r.e.CleanupTimeout)
@@ -448,7 +453,7 @@ func (r *runner) cleanup() error {
 	// No deletecollection permission: delete one by one.
 	var errs []error
 	r.mu.Lock()
-	names := append([]string(nil), r.created...)
+	names := append([]string(nil), r.attempted...)
 	r.mu.Unlock()
 	for _, n := range names {
 		if err := r.e.Client.BatchV1().Jobs(r.e.Namespace).Delete(ctx, n, metav1.DeleteOptions{PropagationPolicy: &bg}); err != nil && !apierrors.IsNotFound(err) {

@@ -329,3 +329,24 @@ func TestRunReadsReportBeforePhaseSucceeded(t *testing.T) {
 		t.Fatalf("got %+v: the terminated container's report must count while the phase is Running", res[0].Items[0])
 	}
 }
+
+// A create that reached the API server but was cut short by the interrupt
+// (its answer lost) is still cleaned up.
+func TestRunCleansUpACreateCutShort(t *testing.T) {
+	c := newClient()
+	ctx, cancel := context.WithCancel(context.Background())
+	c.PrependReactor("create", "jobs", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		job := a.(k8stesting.CreateAction).GetObject().(*batchv1.Job)
+		c.Tracker().Add(job) // the server has it…
+		cancel()             // …but the user pressed Ctrl-C before the answer came
+		return true, nil, context.Canceled
+	})
+	e := &Engine{Client: c, Namespace: ns, RunID: "r7", MaxInFlight: 1, NodeTimeout: time.Minute}
+	_, interrupted, err := e.Run(ctx, nodeJobs("r7", "n1", "n2"))
+	if !interrupted || err != nil {
+		t.Fatalf("interrupted=%v err=%v", interrupted, err)
+	}
+	if n := remainingJobs(t, c); n != 0 {
+		t.Fatalf("%d Jobs left behind", n)
+	}
+}

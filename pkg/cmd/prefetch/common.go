@@ -193,11 +193,17 @@ type outcome struct {
 // rows with toResults.
 func (o *RunOptions) execute(ctx context.Context, kind string, p *plan.Plan, njs []run.NodeJob, toResults func([]run.NodeResult) []report.Result) (*outcome, error) {
 	start := time.Now()
+	if ctx.Err() != nil { // interrupted while planning: nothing was created
+		return nil, &cmdutil.ExitError{Code: cmdutil.ExitInterrupted, Err: errors.New("interrupted before any Job was created")}
+	}
 	if o.DryRun != "none" {
 		return &outcome{dryRun: true}, o.printDryRun(ctx, p, njs)
 	}
 	if len(njs) > 0 {
 		if err := run.Preflight(ctx, o.client, njs[0].Job); err != nil {
+			if ctx.Err() != nil {
+				return nil, &cmdutil.ExitError{Code: cmdutil.ExitInterrupted, Err: errors.New("interrupted before any Job was created")}
+			}
 			return nil, cmdutil.BadInput(err)
 		}
 	}
