@@ -56,12 +56,15 @@ type ArtifactsOptions struct {
 
 // NewArtifactsOptions returns the defaults.
 func NewArtifactsOptions(flags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *ArtifactsOptions {
-	return &ArtifactsOptions{
+	o := &ArtifactsOptions{
 		RunOptions:    newRunOptions(flags, streams),
 		DestRoot:      jobs.DefaultArtifactRoot,
 		S3Region:      "us-east-1",
 		SourceTimeout: 30 * time.Minute,
 	}
+	// Artifacts are large: a node gets an hour by default, a source half of it.
+	o.Timeout = time.Hour
+	return o
 }
 
 // NewCmdArtifacts builds `kubectl coral prefetch artifacts`.
@@ -148,6 +151,9 @@ func (o *ArtifactsOptions) Complete(cmd *cobra.Command, args []string) error {
 	if o.S3Endpoint != "" && !cmd.Flags().Changed("s3-path-style") {
 		o.S3PathStyle = true
 	}
+	if !cmd.Flags().Changed("source-timeout") && o.Timeout > 0 && o.SourceTimeout > o.Timeout {
+		o.SourceTimeout = o.Timeout // a shorter --timeout bounds the default per source too
+	}
 	return o.complete()
 }
 
@@ -164,6 +170,8 @@ func (o *ArtifactsOptions) Validate() error {
 		return cmdutil.BadInputf("--dest-root %q must be an absolute path", o.DestRoot)
 	case o.SourceTimeout <= 0:
 		return cmdutil.BadInputf("--source-timeout must be a positive duration, got %s", o.SourceTimeout)
+	case o.SourceTimeout > o.Timeout:
+		return cmdutil.BadInputf("--source-timeout (%s) is longer than --timeout (%s), the limit for the whole node: raise --timeout or lower --source-timeout", o.SourceTimeout, o.Timeout)
 	case len(o.SHA256) > 0 && len(o.SHA256) != len(o.sources):
 		return cmdutil.BadInputf("--sha256 given %d times for %d sources: give one per source, in order", len(o.SHA256), len(o.sources))
 	case len(o.SHA256) > 0 && o.ChecksumURL != "":
