@@ -69,7 +69,10 @@ func NewArtifactsOptions(flags *genericclioptions.ConfigFlags, streams genericio
 
 // NewCmdArtifacts builds `kubectl coral prefetch artifacts`.
 func NewCmdArtifacts(flags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
-	o := NewArtifactsOptions(flags, streams)
+	return newCmdArtifacts(NewArtifactsOptions(flags, streams))
+}
+
+func newCmdArtifacts(o *ArtifactsOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "artifacts SOURCE... --name NAME [--sha256 HEX]... [-l SELECTOR | --nodes NAME,...]",
 		Short: "Download files from http(s) or S3 onto nodes' disks, verified and atomic",

@@ -14,6 +14,7 @@ import (
 	"github.com/coral-dev/coral/pkg/report"
 	"github.com/coral-dev/coral/pkg/run"
 	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
@@ -40,16 +41,23 @@ type cmdResult struct {
 // happens before anything would be created.
 func runImages(t *testing.T, stdin string, args ...string) cmdResult {
 	t.Helper()
+	return runCmd(t, stdin, func(streams genericiooptions.IOStreams, client *fake.Clientset) *cobra.Command {
+		o := NewImagesOptions(genericclioptions.NewConfigFlags(false), streams)
+		o.client = client
+		o.resolve = func(context.Context, string, authn.Keychain) (string, error) { return "", errors.New("offline") }
+		return newCmdImages(o)
+	}, args...)
+}
+
+func runCmd(t *testing.T, stdin string, build func(genericiooptions.IOStreams, *fake.Clientset) *cobra.Command, args ...string) cmdResult {
+	t.Helper()
 	client := fake.NewClientset(
 		readyNode("web-1", map[string]string{"pool": "web"}),
 		readyNode("web-2", map[string]string{"pool": "web"}),
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "opaque", Namespace: "default"}, Type: corev1.SecretTypeOpaque},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "opaque", Namespace: "default"}, Type: corev1.SecretTypeOpaque, Data: map[string][]byte{"user": []byte("x")}},
 	)
 	var out, errb bytes.Buffer
-	o := NewImagesOptions(genericclioptions.NewConfigFlags(false), genericiooptions.IOStreams{In: strings.NewReader(stdin), Out: &out, ErrOut: &errb})
-	o.client = client
-	o.resolve = func(context.Context, string, authn.Keychain) (string, error) { return "", errors.New("offline") }
-	cmd := newCmdImages(o)
+	cmd := build(genericiooptions.IOStreams{In: strings.NewReader(stdin), Out: &out, ErrOut: &errb}, client)
 	cmd.SetArgs(args)
 	cmd.SetOut(&out)
 	cmd.SetErr(&errb)

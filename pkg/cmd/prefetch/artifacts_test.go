@@ -1,0 +1,85 @@
+package prefetch
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/coral-dev/coral/pkg/cmd/cmdutil"
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/kubernetes/fake"
+)
+
+func runArtifacts(t *testing.T, args ...string) cmdResult {
+	t.Helper()
+	return runCmd(t, "", func(streams genericiooptions.IOStreams, client *fake.Clientset) *cobra.Command {
+		o := NewArtifactsOptions(genericclioptions.NewConfigFlags(false), streams)
+		o.client = client
+		return newCmdArtifacts(o)
+	}, args...)
+}
+
+func TestArtifactsBadInputCreatesNothing(t *testing.T) {
+	sum := strings.Repeat("ab", 32)
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no sources", []string{"--name", "bert"}, "no sources given"},
+		{"no name", []string{"https://m.example/bert.bin"}, "--name is required"},
+		{"unsafe name", []string{"https://m.example/bert.bin", "--name", "../etc"}, "artifact name"},
+		{"unsupported scheme", []string{"ftp://m.example/bert.bin", "--name", "bert"}, `unsupported scheme "ftp"`},
+		{"malformed URL", []string{"https://m.example/%zz", "--name", "bert"}, "not a valid URL"},
+		{"URL without a file", []string{"https://m.example/", "--name", "bert"}, "names no file"},
+		{"sha256 not hex", []string{"https://m.example/bert.bin", "--name", "bert", "--sha256", "xyz"}, "64 hex digits"},
+		{"sha256 count mismatch", []string{"https://m.example/a.bin", "https://m.example/b.bin", "--name", "bert", "--sha256", sum}, "given 1 times for 2 sources"},
+		{"sha256 with an s3 prefix", []string{"s3://b/p/", "--name", "bert", "--sha256", sum}, "is a prefix"},
+		{"extract with an s3 prefix", []string{"s3://b/p/", "--name", "bert", "--extract"}, "is a prefix"},
+		{"s3 without bucket", []string{"s3:///k", "--name", "bert"}, "no bucket"},
+		{"two sources, one file name", []string{"https://a.example/x.bin", "https://b.example/x.bin", "--name", "bert"}, "both be saved"},
+		{"relative dest root", []string{"https://m.example/bert.bin", "--name", "bert", "--dest-root", "var/lib"}, "--dest-root"},
+		{"bad s3 endpoint", []string{"s3://b/k", "--name", "bert", "--s3-endpoint", "minio:9000"}, "--s3-endpoint"},
+		{"missing s3 secret", []string{"s3://b/k", "--name", "bert", "--s3-secret", "nope"}, "no such secret"},
+		{"malformed s3 secret", []string{"s3://b/k", "--name", "bert", "--s3-secret", "opaque"}, "AWS_ACCESS_KEY_ID"},
+		{"missing header secret", []string{"https://m.example/bert.bin", "--name", "bert", "--header-secret", "nope"}, "no such secret"},
+		{"selector matches no node", []string{"https://m.example/bert.bin", "--name", "bert", "-l", "pool=gpu"}, "no node matched"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runArtifacts(t, tt.args...)
+			if cmdutil.Code(r.err) != cmdutil.ExitBadInput || !strings.Contains(r.err.Error(), tt.want) {
+				t.Fatalf("err = %v (exit %d), want exit 2 with %q", r.err, cmdutil.Code(r.err), tt.want)
+			}
+			if len(r.writes) > 0 {
+				t.Fatalf("bad input wrote to the cluster: %v", r.writes)
+			}
+		})
+	}
+}
+
+func TestArtifactsDryRun(t *testing.T) {
+	r := runArtifacts(t, "https://m.example/bert.tar.gz", "--name", "bert", "--extract", "--sha256", strings.Repeat("0", 64), "--nodes", "web-2", "--dry-run=client", "-o", "yaml")
+	if r.err != nil || len(r.writes) > 0 {
+		t.Fatalf("err %v, writes %v", r.err, r.writes)
+	}
+	for _, want := range []string{"nodeName: web-2", "path: /var/lib/coral/artifacts/bert", "type: DirectoryOrCreate", "--extract", "--source=https://m.example/bert.tar.gz=" + strings.Repeat("0", 64)} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("dry-run output lacks %q", want)
+		}
+	}
+	if strings.Contains(r.stdout, "cri.sock") {
+		t.Error("an artifact worker must not mount the runtime socket")
+	}
+}
+
+func TestShortArtifactDigest(t *testing.T) {
+	a, b := "sha256:"+strings.Repeat("1", 64), "sha256:"+strings.Repeat("2", 64)
+	if got := ShortArtifactDigest([]string{a}); got != strings.Repeat("1", 12) {
+		t.Errorf("one source: %s", got)
+	}
+	if ShortArtifactDigest([]string{a, b}) != ShortArtifactDigest([]string{b, a}) || len(ShortArtifactDigest([]string{a, b})) != 12 {
+		t.Error("several sources: order must not matter, 12 hex digits")
+	}
+}
