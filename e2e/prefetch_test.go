@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -477,4 +478,39 @@ func TestPrefetchPodSecurityRejection(t *testing.T) {
 	if n := c.jobsLeft(t, ns); n != 0 {
 		t.Errorf("%d Jobs created", n)
 	}
+}
+
+// --pin: containerd 2.x nodes report the image pinned over CRI (kubelet's
+// image GC spares it); the node on containerd 1.6.20 says it cannot pin.
+func TestPrefetchPin(t *testing.T) {
+	c := getCluster(t)
+	ns := c.namespace(t, nil)
+	img, _ := c.pushRandomImage(t, c.env["CORAL_REGISTRY"], "pinned", nil)
+	res := c.coral(t, nil, "prefetch", "images", img, "--pin", "-n", ns, "-o", "json")
+	if res.code != 0 {
+		t.Fatalf("exit %d\n%s", res.code, res.stdout)
+	}
+	got := byNodeImage(res.report)
+	for _, n := range webNodes {
+		if r := got[n][img]; !r.Pinned || r.Message != "" {
+			t.Errorf("%s: %+v, want pinned", n, r)
+		}
+		if !c.criPinned(t, n, img) {
+			t.Errorf("%s: the runtime does not report %s pinned", n, img)
+		}
+	}
+	if r := got[batchNode][img]; r.Status != report.StatusPulled || r.Pinned || !strings.Contains(r.Message, "not pinned") {
+		t.Errorf("%s (containerd 1.6.20): %+v, want Pulled with a clear 'not pinned'", batchNode, r)
+	}
+}
+
+func (c *cluster) criPinned(t *testing.T, node, ref string) bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := c.imageService(t, node).ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: ref}})
+	if err != nil || resp.Image == nil {
+		t.Fatalf("ImageStatus(%s) on %s: %v", ref, node, err)
+	}
+	return resp.Image.Pinned
 }

@@ -56,6 +56,8 @@ type Spec struct {
 	PullSecrets []PullSecret
 	// WorkerPullSecrets are image pull secrets for the worker image itself.
 	WorkerPullSecrets []string
+	// Pin asks the worker to pin the images against kubelet's image GC.
+	Pin bool
 	// PriorityClassName, when set, is given to worker pods.
 	PriorityClassName string
 }
@@ -120,6 +122,9 @@ func ForTask(t plan.Task, s Spec) *batchv1.Job {
 	}
 	if len(s.PullSecrets) > 0 {
 		args = append(args, "--auth-dir="+PullSecretsMountPath)
+	}
+	if s.Pin {
+		args = append(args, "--pin")
 	}
 	for _, it := range t.Items {
 		args = append(args, "--image="+ImageArg(it))

@@ -52,7 +52,9 @@ type Result struct {
 	SizeBytes       int64   `json:"sizeBytes"`
 	DurationSeconds float64 `json:"durationSeconds"`
 	Attempts        int     `json:"attempts,omitempty"`
-	Message         string  `json:"message,omitempty"`
+	// Pinned: the runtime keeps the image from kubelet's image GC (--pin).
+	Pinned  bool   `json:"pinned,omitempty"`
+	Message string `json:"message,omitempty"`
 }
 
 // Summary counts results per status.

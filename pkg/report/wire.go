@@ -46,7 +46,9 @@ type ItemResult struct {
 	SizeBytes  int64  `json:"sizeBytes,omitempty"`
 	DurationMs int64  `json:"durationMs,omitempty"`
 	Attempts   int    `json:"attempts,omitempty"`
-	Message    string `json:"message,omitempty"`
+	// Pinned says the runtime reports the image pinned (kept from kubelet's image GC).
+	Pinned  bool   `json:"pinned,omitempty"`
+	Message string `json:"message,omitempty"`
 }
 
 // WorkerReport is the worker's full report.
@@ -72,7 +74,7 @@ func statusFromCode(c string) (Status, bool) {
 // compact is the termination-message form.
 type compact struct {
 	V int `json:"v"`
-	// I holds, per item: [status code, digest ("" unknown, "=" as expected), size, ms, attempts, message].
+	// I holds, per item: [status code, digest ("" unknown, "=" as expected), size, ms, attempts, message, pinned (1/0)].
 	I [][]any `json:"i,omitempty"`
 	// S holds one status letter per item when I did not fit (overflow).
 	S string `json:"s,omitempty"`
@@ -95,7 +97,11 @@ func EncodeTermination(r *WorkerReport, expected []string, limit int) string {
 			} else if maxMsg >= 0 && len(msg) > maxMsg {
 				msg = truncate(msg, maxMsg)
 			}
-			c.I = append(c.I, []any{statusCodes[it.Status], d, it.SizeBytes, it.DurationMs, it.Attempts, msg})
+			pinned := 0
+			if it.Pinned {
+				pinned = 1
+			}
+			c.I = append(c.I, []any{statusCodes[it.Status], d, it.SizeBytes, it.DurationMs, it.Attempts, msg, pinned})
 		}
 		b, _ := json.Marshal(c)
 		if len(b) <= limit {
@@ -166,8 +172,8 @@ func DecodeTermination(msg string, images, expected []string) (*WorkerReport, er
 		return nil, fmt.Errorf("the worker reported %d items, %d were asked for", len(c.I), len(images))
 	}
 	for i, row := range c.I {
-		if len(row) != 6 {
-			return nil, fmt.Errorf("item %d of the worker's report has %d fields, want 6", i, len(row))
+		if len(row) != 7 {
+			return nil, fmt.Errorf("item %d of the worker's report has %d fields, want 7", i, len(row))
 		}
 		code, _ := row[0].(string)
 		st, ok := statusFromCode(code)
@@ -182,7 +188,8 @@ func DecodeTermination(msg string, images, expected []string) (*WorkerReport, er
 		ms, _ := row[3].(float64)
 		attempts, _ := row[4].(float64)
 		m, _ := row[5].(string)
-		r.Items = append(r.Items, ItemResult{Image: images[i], Status: st, Digest: d, SizeBytes: int64(size), DurationMs: int64(ms), Attempts: int(attempts), Message: m})
+		pinned, _ := row[6].(float64)
+		r.Items = append(r.Items, ItemResult{Image: images[i], Status: st, Digest: d, SizeBytes: int64(size), DurationMs: int64(ms), Attempts: int(attempts), Message: m, Pinned: pinned == 1})
 	}
 	return r, nil
 }

@@ -66,6 +66,7 @@ func mainPull(ctx context.Context, args []string, stdout, stderr io.Writer, term
 		retries  = fs.Int("retries", 3, "retries for transient failures")
 		backoff  = fs.Duration("backoff", time.Second, "first retry delay (doubles)")
 		authDir  = fs.String("auth-dir", "", "directory of mounted pull secrets")
+		pin      = fs.Bool("pin", false, "pin the images so kubelet's image GC keeps them")
 	)
 	fs.Var(&images, "image", "image to pull: REF or REF=DIGEST (repeatable)")
 	if err := fs.Parse(args[1:]); err != nil {
@@ -105,7 +106,7 @@ func mainPull(ctx context.Context, args []string, stdout, stderr io.Writer, term
 	}
 	r := Pull(ctx, client, images, PullOptions{
 		MaxParallel: *parallel, ImageTimeout: *timeout, Retries: *retries, Backoff: *backoff,
-		Keyring: keyring, Logf: logf,
+		Keyring: keyring, Pin: *pin, Logf: logf,
 	})
 	return finish(r, expected, stdout, stderr, terminationPath)
 }

@@ -54,6 +54,9 @@ type PullOptions struct {
 	Backoff time.Duration
 	// Keyring holds pull-secret credentials; nil means anonymous.
 	Keyring *registryauth.Keyring
+	// Pin keeps the images from kubelet's image garbage collection (needs
+	// an ImageService that is also a Pinner).
+	Pin bool
 	// Logf receives progress lines (never credentials). Nil discards.
 	Logf func(format string, args ...any)
 }
@@ -102,11 +105,25 @@ func pullOne(ctx context.Context, svc ImageService, it Item, o PullOptions, logf
 	}
 	finish := func(st report.Status, img *runtimeapi.Image, msg string) report.ItemResult {
 		res.Status, res.Message = st, msg
-		res.DurationMs = time.Since(start).Milliseconds()
 		if img != nil {
 			res.Digest = repoDigest(img, it.Image)
 			res.SizeBytes = int64(img.GetSize())
+			res.Pinned = img.GetPinned()
+			if o.Pin && st.Succeeded() {
+				p, ok := svc.(Pinner)
+				var err error
+				if !ok {
+					err = ErrCannotPin
+				} else {
+					err = p.Pin(ctx, it.Image, img)
+				}
+				res.Pinned = err == nil
+				if err != nil {
+					res.Message = strings.TrimSpace(res.Message + " not pinned: " + err.Error())
+				}
+			}
 		}
+		res.DurationMs = time.Since(start).Milliseconds()
 		logf("%s %s %s %s", it.Image, st, res.Digest, msg)
 		return res
 	}

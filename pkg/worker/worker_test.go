@@ -34,6 +34,9 @@ type fakeRuntime struct {
 	failures map[string][]error
 	delay    time.Duration
 	pulls    map[string]int
+	onPull   func(ref string)
+	pinned   func(ref string) bool
+	extra    func(*grpcServer)
 	inFlight atomic.Int32
 	maxSeen  atomic.Int32
 }
@@ -49,7 +52,11 @@ func (f *fakeRuntime) Version(context.Context, *runtimeapi.VersionRequest) (*run
 func (f *fakeRuntime) ImageStatus(_ context.Context, req *runtimeapi.ImageStatusRequest) (*runtimeapi.ImageStatusResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return &runtimeapi.ImageStatusResponse{Image: f.images[req.Image.Image]}, nil
+	img := f.images[req.Image.Image]
+	if img != nil && f.pinned != nil {
+		img.Pinned = f.pinned(req.Image.Image)
+	}
+	return &runtimeapi.ImageStatusResponse{Image: img}, nil
 }
 
 func (f *fakeRuntime) PullImage(ctx context.Context, req *runtimeapi.PullImageRequest) (*runtimeapi.PullImageResponse, error) {
@@ -86,8 +93,13 @@ func (f *fakeRuntime) PullImage(ctx context.Context, req *runtimeapi.PullImageRe
 		return nil, status.Errorf(codes.NotFound, `failed to pull and unpack image %q: failed to resolve reference %q: %s: not found`, ref, ref, ref)
 	}
 	f.images[ref] = &runtimeapi.Image{Id: "sha256:img" + d[7:15], RepoTags: []string{ref}, RepoDigests: []string{repoOf(ref) + "@" + d}, Size: 1000}
+	if f.onPull != nil {
+		f.onPull(ref)
+	}
 	return &runtimeapi.PullImageResponse{ImageRef: f.images[ref].Id}, nil
 }
+
+type grpcServer = grpc.Server
 
 func repoOf(ref string) string {
 	if i := strings.LastIndex(ref, ":"); i > strings.LastIndex(ref, "/") {
@@ -107,6 +119,9 @@ func serve(t *testing.T, f *fakeRuntime) string {
 	srv := grpc.NewServer()
 	runtimeapi.RegisterImageServiceServer(srv, f)
 	runtimeapi.RegisterRuntimeServiceServer(srv, f)
+	if f.extra != nil {
+		f.extra(srv)
+	}
 	go srv.Serve(lis)
 	t.Cleanup(srv.Stop)
 	return "unix://" + sock

@@ -34,6 +34,7 @@ type ImagesOptions struct {
 	RuntimeEndpoint string
 	PullSecrets     []string
 	NoResolve       bool
+	Pin             bool
 	MaxPullsPerNode int
 	ImageTimeout    time.Duration
 
@@ -115,6 +116,7 @@ Exit codes: 0 all images on all selected nodes, 1 some failed, 2 bad input
 	f.StringVar(&o.RuntimeEndpoint, "runtime-endpoint", "", "CRI socket on every node (unix:///…); default: discovered per node")
 	f.StringArrayVar(&o.PullSecrets, "pull-secret", nil, "name of a kubernetes.io/dockerconfigjson or dockercfg secret in the namespace, for private registries (repeatable)")
 	f.BoolVar(&o.NoResolve, "no-resolve", false, "do not resolve tags to digests before the run (nodes then pull whatever the tag points to)")
+	f.BoolVar(&o.Pin, "pin", false, "pin the images so kubelet's image garbage collection keeps them until unpinned (containerd 1.6.26+ / 2.x; nodes whose runtime cannot pin say so)")
 	f.IntVar(&o.MaxPullsPerNode, "max-pulls-per-node", o.MaxPullsPerNode, "how many images one node pulls at once")
 	f.DurationVar(&o.ImageTimeout, "image-timeout", o.ImageTimeout, "time limit per image on a node, retries included")
 	o.addFlags(f)
@@ -183,7 +185,7 @@ func (o *ImagesOptions) Run(ctx context.Context) error {
 		}
 	}
 	spec := o.jobSpec()
-	spec.MaxPullsPerNode, spec.ImageTimeout, spec.PullSecrets = o.MaxPullsPerNode, o.ImageTimeout, secrets
+	spec.MaxPullsPerNode, spec.ImageTimeout, spec.PullSecrets, spec.Pin = o.MaxPullsPerNode, o.ImageTimeout, secrets, o.Pin
 	var njs []run.NodeJob
 	for _, t := range p.Tasks {
 		nj := run.NodeJob{Node: t.Node, Job: jobs.ForTask(t, spec)}
@@ -210,7 +212,7 @@ func (o *ImagesOptions) results(p *plan.Plan, njs []run.NodeJob, nrs []run.NodeR
 		for j, it := range nr.Items {
 			res := report.Result{
 				Node: nr.Node, Image: nj.Images[j], Status: it.Status, Digest: it.Digest, ExpectedDigest: nj.Expected[j],
-				SizeBytes: it.SizeBytes, DurationSeconds: float64(it.DurationMs) / 1000, Attempts: it.Attempts, Message: it.Message,
+				SizeBytes: it.SizeBytes, DurationSeconds: float64(it.DurationMs) / 1000, Attempts: it.Attempts, Pinned: it.Pinned, Message: it.Message,
 			}
 			if res.Status.Succeeded() && res.ExpectedDigest != "" && res.Digest != "" && res.Digest != res.ExpectedDigest {
 				res.DigestMismatch = true
