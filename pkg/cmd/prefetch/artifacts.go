@@ -111,15 +111,7 @@ on such nodes.`,
   # Unpack an archive; checksums from a SHA256SUMS file
   kubectl coral prefetch artifacts https://dl.example.com/v2/tools.tar.gz --name tools --extract --checksum-url https://dl.example.com/v2/SHA256SUMS`,
 		Args: cobra.ArbitraryArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Complete(cmd, args); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE: runE(o),
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.Name, "name", "", "the artifact's name: its directory on each node and its node label (required)")
