@@ -119,7 +119,7 @@ func Build(nodes []corev1.Node, items []Item, o Options) (*Plan, error) {
 			Node:          n.Name,
 			RuntimeSocket: sock,
 			SocketSource:  src,
-			HostRoot:      hostRoot(n),
+			HostRoot:      HostRoot(n),
 			ArtifactRoot:  n.Annotations[AnnotationArtifactRoot],
 			Items:         append([]Item(nil), items...),
 		})
@@ -127,7 +127,8 @@ func Build(nodes []corev1.Node, items []Item, o Options) (*Plan, error) {
 	return p, nil
 }
 
-func hostRoot(n *corev1.Node) string {
+// HostRoot is the node's host-root prefix from its annotation ("" for "/").
+func HostRoot(n *corev1.Node) string {
 	r := path.Clean("/" + n.Annotations[AnnotationHostRoot])
 	if r == "/" {
 		return ""

@@ -219,6 +219,27 @@ func (k *Keyring) addAll(auths map[string]Credential) error {
 	return nil
 }
 
+// Secret types whose data Keyring understands (the values of corev1.SecretType).
+const (
+	SecretTypeDockerConfigJSON = "kubernetes.io/dockerconfigjson"
+	SecretTypeDockercfg        = "kubernetes.io/dockercfg"
+)
+
+// ErrSecretType is returned (wrapped, naming the type) for a secret of a
+// type that holds no registry credentials.
+var ErrSecretType = errors.New("secret type is")
+
+// AddSecret adds the credentials of a pull secret's data, by its type.
+func (k *Keyring) AddSecret(secretType string, data map[string][]byte) error {
+	switch secretType {
+	case SecretTypeDockerConfigJSON:
+		return k.ParseDockerConfigJSON(data[".dockerconfigjson"])
+	case SecretTypeDockercfg:
+		return k.ParseDockercfg(data[".dockercfg"])
+	}
+	return fmt.Errorf("%w %q; want %s or %s", ErrSecretType, secretType, SecretTypeDockerConfigJSON, SecretTypeDockercfg)
+}
+
 // LoadDir reads every mounted pull secret in dir: *.json files are
 // config.json documents, *.dockercfg files legacy ones. Files are read in name
 // order, so the order of --pull-secret flags is kept.

@@ -2,6 +2,7 @@ package registryauth
 
 import (
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -114,5 +115,22 @@ func TestKeychain(t *testing.T) {
 	other, _ := name.NewRepository("127.0.0.1:5001/elsewhere")
 	if a, _ := kc.Resolve(other); a != authn.Anonymous {
 		t.Fatal("want anonymous outside the key's path")
+	}
+}
+
+func TestAddSecret(t *testing.T) {
+	k := &Keyring{}
+	if err := k.AddSecret(SecretTypeDockerConfigJSON, map[string][]byte{".dockerconfigjson": []byte(`{"auths":{"r.io":{"username":"a","password":"x"}}}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.AddSecret(SecretTypeDockercfg, map[string][]byte{".dockercfg": []byte(`{"q.io":{"username":"b","password":"y"}}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if len(k.Lookup("r.io/a")) != 1 || len(k.Lookup("q.io/b")) != 1 {
+		t.Fatal("credentials of both secret types must be found")
+	}
+	err := k.AddSecret("Opaque", map[string][]byte{"x": nil})
+	if !errors.Is(err, ErrSecretType) || !strings.Contains(err.Error(), `secret type is "Opaque"`) || !strings.Contains(err.Error(), SecretTypeDockerConfigJSON) {
+		t.Fatalf("err = %v", err)
 	}
 }

@@ -189,10 +189,7 @@ func (o *ArtifactOptions) hostPath(ctx context.Context) (string, error) {
 	}
 	paths := map[string][]string{}
 	for _, n := range nodes.Items {
-		t := plan.Task{Node: n.Name, HostRoot: n.Annotations[plan.AnnotationHostRoot], ArtifactRoot: n.Annotations[plan.AnnotationArtifactRoot]}
-		if t.HostRoot == "/" {
-			t.HostRoot = ""
-		}
+		t := plan.Task{Node: n.Name, HostRoot: plan.HostRoot(&n), ArtifactRoot: n.Annotations[plan.AnnotationArtifactRoot]}
 		p := jobs.ArtifactDir(t, jobs.ArtifactSpec{Name: o.Name, Root: o.DestRoot})
 		paths[p] = append(paths[p], n.Name)
 	}

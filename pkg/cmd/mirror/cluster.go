@@ -233,15 +233,7 @@ func (o *Options) readSecrets(ctx context.Context, c kubernetes.Interface, ring 
 		if err != nil {
 			return fmt.Errorf("%s %s: reading the secret: %w", flag, n, err)
 		}
-		switch s.Type {
-		case corev1.SecretTypeDockerConfigJson:
-			err = ring.ParseDockerConfigJSON(s.Data[corev1.DockerConfigJsonKey])
-		case corev1.SecretTypeDockercfg:
-			err = ring.ParseDockercfg(s.Data[corev1.DockerConfigKey])
-		default:
-			return fmt.Errorf("%s %s: secret type is %q, want %q", flag, n, s.Type, corev1.SecretTypeDockerConfigJson)
-		}
-		if err != nil {
+		if err := ring.AddSecret(string(s.Type), s.Data); err != nil {
 			return fmt.Errorf("%s %s: %w", flag, n, err)
 		}
 	}

@@ -235,15 +235,7 @@ func (o *ImagesOptions) readPullSecrets(ctx context.Context) ([]jobs.PullSecret,
 			}
 			return nil, nil, cmdutil.BadInput(explainAPI(err, "reading --pull-secret "+n))
 		}
-		switch s.Type {
-		case corev1.SecretTypeDockerConfigJson:
-			err = k.ParseDockerConfigJSON(s.Data[corev1.DockerConfigJsonKey])
-		case corev1.SecretTypeDockercfg:
-			err = k.ParseDockercfg(s.Data[corev1.DockerConfigKey])
-		default:
-			return nil, nil, cmdutil.BadInputf("--pull-secret %s: secret type is %q; want %s or %s", n, s.Type, corev1.SecretTypeDockerConfigJson, corev1.SecretTypeDockercfg)
-		}
-		if err != nil {
+		if err := k.AddSecret(string(s.Type), s.Data); err != nil {
 			return nil, nil, cmdutil.BadInputf("--pull-secret %s: %v", n, err)
 		}
 		out = append(out, jobs.PullSecret{Name: n, Type: s.Type})
