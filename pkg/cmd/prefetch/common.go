@@ -66,6 +66,7 @@ type RunOptions struct {
 	Timeout          time.Duration
 	Retries          int
 	KeepJobs         bool
+	FailOnSkipped    bool
 
 	DryRun   string
 	Output   string
@@ -100,6 +101,7 @@ func (o *RunOptions) addFlags(f *pflag.FlagSet) {
 	f.IntVar(&o.MaxNodesInFlight, "max-nodes-in-flight", o.MaxNodesInFlight, "how many nodes work at once")
 	f.DurationVar(&o.Timeout, "timeout", o.Timeout, "time limit per node, from its Job's creation to its report")
 	f.IntVar(&o.Retries, "retries", o.Retries, "retries per item for transient errors (unavailable, timeouts, 5xx); never for not-found or unauthorized")
+	f.BoolVar(&o.FailOnSkipped, "fail-on-skipped", false, "exit 1 when a selected node was skipped (not Ready, cordoned, no worker build for its platform); by default skipped nodes are reported and do not fail the run")
 	f.BoolVar(&o.KeepJobs, "keep-jobs", false, "keep the Jobs after the run (for debugging; they expire after 1h)")
 	f.StringVar(&o.DryRun, "dry-run", o.DryRun, `"client": print the Jobs, create nothing; "server": also ask the API server to admit them (nothing is persisted)`)
 	f.Lookup("dry-run").NoOptDefVal = "client"
@@ -262,6 +264,8 @@ func (o *RunOptions) finish(out *outcome) error {
 		return &cmdutil.ExitError{Code: cmdutil.ExitFailed, Err: out.err}
 	case !rep.AllSucceeded():
 		return cmdutil.Silent(cmdutil.ExitFailed)
+	case o.FailOnSkipped && rep.Summary.Skipped > 0:
+		return &cmdutil.ExitError{Code: cmdutil.ExitFailed, Err: fmt.Errorf("%d node×item results were skipped (--fail-on-skipped)", rep.Summary.Skipped)}
 	}
 	return nil
 }
