@@ -296,7 +296,7 @@ func (o *Options) Run(ctx context.Context) error {
 		ctx = context.Background()
 	}
 	sources := o.sources
-	var workloadSecrets []secretRef
+	var workloadSecrets []source.SecretRef
 	if o.FromCluster {
 		imgs, secrets, err := o.clusterImages(ctx)
 		if err != nil {

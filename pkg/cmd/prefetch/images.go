@@ -17,6 +17,7 @@ import (
 	"github.com/coral-dev/coral/pkg/report"
 	"github.com/coral-dev/coral/pkg/run"
 	"github.com/coral-dev/coral/pkg/source"
+	"github.com/coral-dev/coral/pkg/version"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -27,6 +28,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/kubernetes"
 )
 
 // ImagesOptions holds everything `kubectl coral prefetch images` needs.
@@ -43,9 +45,14 @@ type ImagesOptions struct {
 	Pin             string
 	MaxPullsPerNode int
 	ImageTimeout    time.Duration
+	FromCluster     bool
+	FromNamespace   string
+	FromContext     string
 
 	// Set by Complete.
 	images []string
+	// sourceClient reads --from-cluster; replaced in tests.
+	sourceClient func() (kubernetes.Interface, error)
 	// resolve looks up an image's digest; replaced in tests.
 	resolve func(ctx context.Context, ref string, kc authn.Keychain) (string, error)
 }
@@ -112,6 +119,12 @@ deleted).`,
   # A private registry: use a dockerconfigjson secret of the namespace
   kubectl coral prefetch images registry.example.com/team/api:v3 --pull-secret regcred -n coral-system
 
+  # Every image a cluster's workloads run, onto a new node pool
+  kubectl coral prefetch images --from-cluster -l pool=new-pool -n coral-system
+
+  # What cluster A runs, onto cluster B's nodes (see docs/sync.md for the registry side)
+  kubectl coral prefetch images --from-cluster --from-context cluster-a --context cluster-b -n coral-system
+
   # Print the Jobs that would be created, create nothing
   kubectl coral prefetch images redis:7 --dry-run=client -o yaml`,
 		Args: cobra.ArbitraryArgs,
@@ -126,6 +139,9 @@ deleted).`,
 	f.Lookup("pin").NoOptDefVal = pinStrict
 	f.IntVar(&o.MaxPullsPerNode, "max-pulls-per-node", o.MaxPullsPerNode, "how many images one node pulls at once")
 	f.DurationVar(&o.ImageTimeout, "image-timeout", o.ImageTimeout, "time limit per image on a node, retries included")
+	f.BoolVar(&o.FromCluster, "from-cluster", false, "also prefetch every image the cluster's pods and workloads run (Deployments, StatefulSets, DaemonSets, Jobs, CronJobs, …)")
+	f.StringVar(&o.FromNamespace, "from-namespace", "", "with --from-cluster: read only this namespace (default: all namespaces; -n is where the workers run)")
+	f.StringVar(&o.FromContext, "from-context", "", "with --from-cluster: read the workloads of this kubeconfig context instead of the target cluster (another cluster)")
 	o.addFlags(f)
 	return cmd
 }
@@ -148,14 +164,66 @@ func (o *ImagesOptions) Complete(cmd *cobra.Command, args []string) error {
 		refs = append(refs, r...)
 	}
 	o.images = source.Dedup(refs)
+	if o.sourceClient == nil {
+		o.sourceClient = o.newSourceClient
+	}
 	return o.complete()
+}
+
+// newSourceClient connects to the cluster --from-cluster reads: the target
+// cluster, or --from-context of the same kubeconfig.
+func (o *ImagesOptions) newSourceClient() (kubernetes.Interface, error) {
+	if o.FromContext == "" {
+		return o.client, nil
+	}
+	flags := genericclioptions.NewConfigFlags(false)
+	flags.KubeConfig = o.configFlags.KubeConfig
+	flags.Context = &o.FromContext
+	cfg, err := flags.ToRESTConfig()
+	if err != nil {
+		return nil, err
+	}
+	cfg.UserAgent = "kubectl-coral/" + version.Version
+	return kubernetes.NewForConfig(cfg)
+}
+
+// readCluster adds the images the source cluster's workloads run.
+func (o *ImagesOptions) readCluster(ctx context.Context) error {
+	where := "all namespaces"
+	if o.FromNamespace != "" {
+		where = fmt.Sprintf("namespace %q", o.FromNamespace)
+	}
+	if o.FromContext != "" {
+		where += fmt.Sprintf(" of context %q", o.FromContext)
+	}
+	c, err := o.sourceClient()
+	if err != nil {
+		return cmdutil.BadInputf("--from-cluster: connecting to %s: %v", where, err)
+	}
+	got, err := source.FromCluster(ctx, c, o.FromNamespace)
+	if err != nil {
+		return cmdutil.BadInput(explainAPI(err, "--from-cluster: reading the workloads of "+where))
+	}
+	for _, w := range got.Warnings {
+		fmt.Fprintf(o.ErrOut, "warning: --from-cluster: %s\n", w)
+	}
+	if len(got.Images) == 0 && len(o.images) == 0 {
+		return cmdutil.BadInputf("--from-cluster: no pods or workloads with images in %s", where)
+	}
+	if len(got.PullSecrets) > 0 && len(o.PullSecrets) == 0 {
+		fmt.Fprintf(o.ErrOut, "warning: --from-cluster: the workloads name image pull secrets (%s/%s, …); the workers use only --pull-secret secrets of namespace %q\n", got.PullSecrets[0].Namespace, got.PullSecrets[0].Name, o.namespace)
+	}
+	o.images = source.Dedup(append(o.images, got.Images...))
+	return nil
 }
 
 // Validate checks the flags; nothing has been sent to the cluster yet.
 func (o *ImagesOptions) Validate() error {
 	switch {
-	case len(o.images) == 0:
-		return cmdutil.BadInputf("no images given: name them as arguments or with -f FILE (see --help)")
+	case len(o.images) == 0 && !o.FromCluster:
+		return cmdutil.BadInputf("no images given: name them as arguments, with -f FILE, or take them from a cluster with --from-cluster (see --help)")
+	case !o.FromCluster && (o.FromNamespace != "" || o.FromContext != ""):
+		return cmdutil.BadInputf("--from-namespace and --from-context only apply to --from-cluster")
 	case o.MaxPullsPerNode <= 0:
 		return cmdutil.BadInputf("--max-pulls-per-node must be at least 1, got %d", o.MaxPullsPerNode)
 	case o.ImageTimeout <= 0:
@@ -178,6 +246,11 @@ func (o *ImagesOptions) Validate() error {
 
 // Run plans, runs and reports.
 func (o *ImagesOptions) Run(ctx context.Context) error {
+	if o.FromCluster {
+		if err := o.readCluster(ctx); err != nil {
+			return err
+		}
+	}
 	secrets, keyring, err := o.readPullSecrets(ctx)
 	if err != nil {
 		return err

@@ -1,4 +1,4 @@
-package mirror
+package source
 
 import (
 	"context"
@@ -14,8 +14,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
-
-	"github.com/coral-dev/coral/pkg/source"
 )
 
 func spec(images ...string) corev1.PodSpec {
@@ -39,7 +37,7 @@ func tmpl(images ...string) corev1.PodTemplateSpec {
 
 func objMeta(ns, name string) metav1.ObjectMeta { return metav1.ObjectMeta{Namespace: ns, Name: name} }
 
-func TestWorkloadObjects(t *testing.T) {
+func TestFromCluster(t *testing.T) {
 	objs := []runtime.Object{
 		&corev1.Pod{ObjectMeta: objMeta("a", "running"), Spec: spec("init:busybox:1", "nginx:1.27", "eph:debug:1"), Status: corev1.PodStatus{Phase: corev1.PodRunning}},
 		&corev1.Pod{ObjectMeta: objMeta("a", "done"), Spec: spec("finished:1"), Status: corev1.PodStatus{Phase: corev1.PodSucceeded}},
@@ -74,11 +72,12 @@ func TestWorkloadObjects(t *testing.T) {
 					return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: tc.forbidden}, "", nil)
 				})
 			}
-			got, warnings, err := workloadObjects(context.Background(), c, tc.ns)
+			got, err := FromCluster(context.Background(), c, tc.ns)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if imgs := strings.Join(source.FromPodSpecs(got), " "); imgs != tc.want {
+			warnings := got.Warnings
+			if imgs := strings.Join(got.Images, " "); imgs != tc.want {
 				t.Fatalf("images:\n got %s\nwant %s", imgs, tc.want)
 			}
 			if tc.warning != "" && (len(warnings) != 1 || !strings.Contains(warnings[0], tc.warning)) {
