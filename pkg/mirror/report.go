@@ -1,6 +1,9 @@
 package mirror
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // The report's identity, versioned like a Kubernetes object.
 const (
@@ -102,4 +105,22 @@ type Progress struct {
 	Elapsed time.Duration
 	// Finished holds the results that finished since the previous call.
 	Finished []Result
+}
+
+// Names lists, for -o name, the destination of every image that is there
+// (copied or already present; planned in a dry run), pinned to the digest
+// it holds: one reference a line, ready for `kubectl coral prefetch images -f -`.
+func (r *Report) Names() []string {
+	var out []string
+	for _, res := range r.Results {
+		if res.Status == StatusFailed || res.Destination == "" {
+			continue
+		}
+		ref := res.Destination
+		if res.Digest != "" && !strings.Contains(ref, "@") {
+			ref += "@" + res.Digest
+		}
+		out = append(out, ref)
+	}
+	return out
 }

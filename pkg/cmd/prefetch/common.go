@@ -24,10 +24,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes"
-	"sigs.k8s.io/yaml"
 )
 
 // command is the kubectl Options shape every prefetch command has.
@@ -109,7 +109,7 @@ func (o *RunOptions) addFlags(f *pflag.FlagSet) {
 	f.BoolVar(&o.KeepJobs, "keep-jobs", false, "keep the Jobs after the run (for debugging; they expire after 1h)")
 	f.StringVar(&o.DryRun, "dry-run", o.DryRun, `"client": print the Jobs, create nothing; "server": also ask the API server to admit them (nothing is persisted)`)
 	f.Lookup("dry-run").NoOptDefVal = "client"
-	f.StringVarP(&o.Output, "output", "o", "", "output format: wide, json or yaml (default: a table)")
+	f.StringVarP(&o.Output, "output", "o", "", "output format: wide, json, yaml, name (the nodes that hold every item; with --dry-run the objects), jsonpath=…, go-template=… (default: a table)")
 	f.StringVar(&o.Progress, "progress", o.Progress, "progress on stderr: auto (a bar on a terminal, lines otherwise), bar, plain or none")
 }
 
@@ -302,7 +302,8 @@ func (o *RunOptions) printDryRun(ctx context.Context, p *plan.Plan, njs []run.No
 	}
 	pods := o.mode(len(njs)) == run.ModePods
 	switch o.Output {
-	case report.FormatJSON, report.FormatYAML:
+	case report.FormatTable, report.FormatWide:
+	default:
 		if pods {
 			list := &corev1.PodList{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "PodList"}}
 			for _, nj := range njs {
@@ -326,16 +327,8 @@ func (o *RunOptions) printDryRun(ctx context.Context, p *plan.Plan, njs []run.No
 	return nil
 }
 
-func printObject(w io.Writer, format string, v any) error {
-	if format == report.FormatYAML {
-		b, err := yaml.Marshal(v)
-		if err != nil {
-			return err
-		}
-		_, err = w.Write(b)
-		return err
-	}
-	return report.Print(w, report.FormatJSON, v, nil)
+func printObject(w io.Writer, format string, obj runtime.Object) error {
+	return report.PrintObject(w, format, obj)
 }
 
 const modeAuto = "auto"
