@@ -99,22 +99,31 @@ func FromReader(r io.Reader, name string) ([]string, error) {
 }
 
 // looksLikeManifests says whether data is YAML/JSON objects rather than a
-// plain list: a JSON document, or any line that is a "key: value" mapping at
-// the top level such as "kind:" or "apiVersion:".
+// plain list: a JSON object, or any line that is a "key: value" mapping at
+// the top level such as "kind: Pod" or "apiVersion: v1". A list line may look
+// close: "[::1]:5000/app:v1" (an IPv6 registry) or "kind:v1" (an image named
+// kind) are references, not JSON or YAML mappings.
 func looksLikeManifests(data []byte) bool {
 	trimmed := bytes.TrimSpace(data)
-	if len(trimmed) > 0 && (trimmed[0] == '{' || trimmed[0] == '[') {
+	if len(trimmed) > 0 && trimmed[0] == '{' {
 		return true
 	}
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 64*1024), 16*1024*1024)
 	for sc.Scan() {
 		line := sc.Text()
-		if strings.HasPrefix(line, "apiVersion:") || strings.HasPrefix(line, "kind:") || line == "---" || strings.HasPrefix(line, "--- ") {
+		if isMappingKey(line, "apiVersion") || isMappingKey(line, "kind") || line == "---" || strings.HasPrefix(line, "--- ") {
 			return true
 		}
 	}
 	return false
+}
+
+// isMappingKey says whether line starts a YAML mapping entry for key ("key:"
+// followed by a blank or the end of the line).
+func isMappingKey(line, key string) bool {
+	rest, ok := strings.CutPrefix(line, key+":")
+	return ok && (rest == "" || rest[0] == ' ' || rest[0] == '\t')
 }
 
 func fromList(data []byte) ([]string, error) {
