@@ -206,7 +206,13 @@ func imagesOfDocument(raw []byte) ([]string, error) {
 	if err := yaml.Unmarshal(raw, obj); err != nil {
 		return nil, fmt.Errorf("%s: %w", tm.Kind, err)
 	}
-	return fromObject(obj), nil
+	refs := fromObject(obj)
+	for _, r := range refs {
+		if err := ValidateRef(r); err != nil {
+			return nil, fmt.Errorf("%s: %w", tm.Kind, err)
+		}
+	}
+	return refs, nil
 }
 
 // NewObjectForKind returns an empty typed object for a kind that carries a
