@@ -166,6 +166,9 @@ func hostMatches(pattern, host string) bool {
 		return false
 	}
 	for i := range pl {
+		if pl[i] == hl[i] {
+			continue // also for labels that are no valid glob, such as "[::1]"
+		}
 		if ok, err := filepath.Match(pl[i], hl[i]); err != nil || !ok {
 			return false
 		}
