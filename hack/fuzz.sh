@@ -12,6 +12,7 @@
 #
 #   bash hack/fuzz.sh [DIR...]        # directories to search (default: the repository)
 #   FUZZTIME=30s FUZZ='Termination' bash hack/fuzz.sh   # FUZZ: a regexp on target names
+#   FUZZ_LIST=1 bash hack/fuzz.sh     # list the targets ("dir name") and run none
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 GO=${GO:-go}
@@ -38,6 +39,10 @@ if [ ${#targets[@]} -eq 0 ] || [ -z "${targets[0]}" ]; then
   exit 1
 fi
 
+if [ "${FUZZ_LIST:-}" = 1 ]; then
+  printf '%s\n' "${targets[@]}"
+  exit 0
+fi
 echo "[fuzz] ${#targets[@]} targets, $FUZZTIME each" >&2
 failed=()
 start=$SECONDS
