@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -39,7 +40,38 @@ func ValidateRef(ref string) error {
 	if _, err := name.ParseReference(ref, name.WeakValidation); err != nil {
 		return fmt.Errorf("invalid image reference %q: %w", ref, err)
 	}
+	// go-containerregistry's weak validation lets through what a node's
+	// runtime refuses ("a//b", "r.io/x/", "-a", "a:-1"): such a reference
+	// would fail on every node, so it is refused here.
+	if !referenceGrammar.MatchString(ref) || len(ref[:nameEnd(ref)]) > 255 {
+		return fmt.Errorf("invalid image reference %q: not of the form [registry[:port]/]path[:tag][@digest] that container runtimes accept", ref)
+	}
 	return nil
+}
+
+// referenceGrammar is the image reference grammar of the distribution
+// project, which containerd and kubelet enforce.
+var referenceGrammar = func() *regexp.Regexp {
+	const (
+		domainComponent = `(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])`
+		domain          = `(?:` + domainComponent + `(?:\.` + domainComponent + `)*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?`
+		pathComponent   = `[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*`
+		tag             = `[\w][\w.-]{0,127}`
+		digest          = `[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}`
+	)
+	return regexp.MustCompile(`^(?:` + domain + `/)?` + pathComponent + `(?:/` + pathComponent + `)*(?::` + tag + `)?(?:@` + digest + `)?$`)
+}()
+
+// nameEnd is where the name of a reference ends (before its tag or digest).
+func nameEnd(ref string) int {
+	end := len(ref)
+	if i := strings.IndexByte(ref, '@'); i >= 0 {
+		end = i
+	}
+	if i := strings.LastIndexByte(ref[:end], ':'); i > strings.LastIndexByte(ref[:end], '/') {
+		end = i
+	}
+	return end
 }
 
 // FromArgs validates and de-duplicates references given as arguments.
