@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -19,6 +20,7 @@ var fuzzRefs = []string{
 	"registry.example.com:5000/team/api@sha256:" + strings.Repeat("a", 64),
 	"localhost/app:v1", "127.0.0.1:5001/x:1", "[::1]:5000/x:1", "a.b/c.d/e_f/g-h:1.0-rc_1",
 	"kind:v1", "apiVersion", "-", "x#y", "Not A Ref!", "", "nginx:", "@sha256:" + strings.Repeat("0", 64),
+	"A://", "a//b:1", "r.io/x/", "-a", "a:-1",
 }
 
 // An image reference is either refused with an error or kept exactly as the
@@ -33,6 +35,21 @@ func FuzzValidateRef(f *testing.F) {
 				t.Fatalf("FromArgs accepts %q, which ValidateRef refuses (%v)", ref, err)
 			}
 			return
+		}
+		// What is accepted has a name of non-empty lower-case path components
+		// (runtimes refuse "a//b", "a/", "-a") and a tag that starts with a
+		// word character.
+		r, err := name.ParseReference(ref, name.WeakValidation)
+		if err != nil {
+			t.Fatalf("ValidateRef accepts %q, which go-containerregistry cannot parse: %v", ref, err)
+		}
+		for _, c := range strings.Split(r.Context().RepositoryStr(), "/") {
+			if c == "" || strings.IndexAny(c[:1]+c[len(c)-1:], "._-") >= 0 {
+				t.Fatalf("ValidateRef accepts %q, whose repository %q has a bad component %q", ref, r.Context().RepositoryStr(), c)
+			}
+		}
+		if tg, ok := r.(name.Tag); ok && strings.IndexAny(tg.TagStr()[:1], ".-") == 0 {
+			t.Fatalf("ValidateRef accepts %q, whose tag %q starts with %q", ref, tg.TagStr(), tg.TagStr()[:1])
 		}
 		got, err := FromArgs([]string{ref, ref})
 		if err != nil || !reflect.DeepEqual(got, []string{ref}) {
