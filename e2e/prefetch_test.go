@@ -103,6 +103,7 @@ func TestPrefetchMissingImageFailsOnEveryNode(t *testing.T) {
 	if !strings.Contains(res.stderr, "cannot resolve") {
 		t.Errorf("no warning about the unresolvable image on stderr")
 	}
+	c.expectNoOrphans(t, ns)
 }
 
 // Case 4: a registry with htpasswd auth.
@@ -144,6 +145,7 @@ func TestPrefetchPullSecret(t *testing.T) {
 	if strings.Contains(res.stdout+res.stderr, pass) {
 		t.Error("the password appears in Coral's output")
 	}
+	c.expectNoOrphans(t, ns)
 }
 
 // Case 5: the tainted node gets its images (and runs the older containerd).
@@ -161,6 +163,7 @@ func TestPrefetchTaintedNode(t *testing.T) {
 	if has, _ := c.nodeHas(t, batchNode, img); !has {
 		t.Errorf("%s does not hold %s", batchNode, img)
 	}
+	c.expectNoOrphans(t, ns)
 }
 
 // Case 6: images read from a manifest file and from stdin.
@@ -205,6 +208,7 @@ spec: {ports: [{port: 80}]}
 	if has, _ := c.nodeHas(t, "coral-node-1", app); !has {
 		t.Errorf("coral-node-1 lacks %s", app)
 	}
+	c.expectNoOrphans(t, ns)
 }
 
 // Case 7: --dry-run=client -o yaml prints Jobs and creates nothing.
@@ -273,7 +277,7 @@ func TestPrefetchInterrupt(t *testing.T) {
 	defer watchdog.Stop()
 
 	// One goroutine reads stderr to its end (the pipe closes when the plugin
-	// exits); only it touches lines until done is closed.
+	// exits) and hands its lines over on done; only then may Wait run.
 	created := make(chan struct{})
 	done := make(chan []string)
 	go func() {
@@ -522,6 +526,7 @@ func TestPrefetchPin(t *testing.T) {
 	if r := got[batchNode][img]; r.Status != report.StatusPulled || r.Pinned || !strings.Contains(r.Message, "not pinned") {
 		t.Errorf("%s (containerd 1.6.20): %+v, want Pulled with a clear 'not pinned'", batchNode, r)
 	}
+	c.expectNoOrphans(t, ns)
 }
 
 func (c *cluster) criPinned(t *testing.T, node, ref string) bool {
