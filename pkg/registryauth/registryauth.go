@@ -142,7 +142,11 @@ func splitImage(image string) (string, string) {
 	if i := strings.LastIndex(repo, ":"); i >= 0 && !strings.Contains(repo[i:], "/") {
 		repo = repo[:i]
 	}
-	return normaliseHost(host), repo
+	host = normaliseHost(host)
+	if host == "docker.io" && !strings.Contains(repo, "/") {
+		repo = "library/" + repo // "docker.io/nginx" is docker.io/library/nginx
+	}
+	return host, repo
 }
 
 func normaliseHost(h string) string {
