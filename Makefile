@@ -14,8 +14,13 @@ LDFLAGS := -s -w -X $(PKG)/pkg/version.Version=$(VERSION) -X $(PKG)/pkg/version.
 build: ## bin/kubectl-coral
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/kubectl-coral ./cmd/kubectl-coral
 
-test: ## unit and integration tests (real in-process servers; registries started by the tests)
-	$(GO) test ./...
+# The tests start real servers; hack/install-test-servers.sh installs them
+# (once, cached; a second run does nothing) and prints versitygw's path. A
+# test whose server is missing fails and says how to install it; CORAL_SKIP_S3=1
+# skips the S3 tests on purpose (and their install).
+TEST_SERVERS = $(if $(filter 1,$(CORAL_SKIP_S3)),,vgw=$$(bash hack/install-test-servers.sh) && export CORAL_VERSITYGW="$$vgw" &&)
+test: ## unit and integration tests (installs the test servers first; real in-process servers; registries started by the tests)
+	$(TEST_SERVERS) $(GO) test ./...
 
 e2e: ## end-to-end tests on the local cluster (make cluster-up first)
 	CORAL_E2E=1 $(GO) test ./e2e/ -count=1 -v -timeout 40m
@@ -24,7 +29,7 @@ check: ## the README's test command: unit tests, the release check, then the loc
 	$(MAKE) --no-print-directory test
 	$(MAKE) --no-print-directory release-check
 	$(MAKE) --no-print-directory cluster-up
-	$(MAKE) --no-print-directory e2e
+	$(TEST_SERVERS) $(MAKE) --no-print-directory e2e
 
 demo: ## Coral's main job on the built-in local cluster: prefetch two images onto one pool
 	bash e2e/demo.sh
@@ -92,3 +97,12 @@ bench-prefetch: ## kubectl coral prefetch images vs direct CRI pulls: ~200 MB on
 bench-artifacts: ## worker artifact downloads of 1 GiB: http vs curl -o, S3 ranged parallel vs one stream (versitygw), disk and tmpfs; interleaved rounds, medians, ratios, phases (ROUNDS=5, BENCH_ARGS='--size-mib 1024 --dir /tmp --tmpfs auto')
 	@command -v curl >/dev/null || { echo "bench-artifacts needs curl: apt-get install -y curl" >&2; exit 2; }
 	vgw=$$(bash hack/install-test-servers.sh) && $(GO) run ./bench/artifacts --versitygw="$$vgw" $(if $(ROUNDS),--rounds=$(ROUNDS)) $(BENCH_ARGS)
+
+.PHONY: fuzz
+# Every native Go fuzz target (func FuzzX(f *testing.F) in a *_test.go file),
+# found by name, one after another, each for FUZZTIME; the first failure stops
+# the run and fails it. New findings are kept in the package's testdata/fuzz.
+# FUZZ=regexp picks targets by name; FUZZ_PKGS=./pkg/x/... limits the packages.
+FUZZTIME ?= 5m
+fuzz: ## run every Fuzz* target in the repository for FUZZTIME each (default 5m; CI: FUZZTIME=10s)
+	GO='$(GO)' FUZZTIME='$(FUZZTIME)' FUZZ='$(FUZZ)' bash hack/fuzz.sh $(FUZZ_PKGS)

@@ -22,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/coral-dev/coral/internal/testservers"
 	"github.com/coral-dev/coral/pkg/imagebuild"
 	"github.com/coral-dev/coral/pkg/inject"
 	"github.com/coral-dev/coral/pkg/report"
@@ -269,13 +270,7 @@ func hasVolume(spec corev1.PodSpec, name string) bool {
 func TestPrefetchArtifactsS3Prefix(t *testing.T) {
 	c := getCluster(t)
 	ns := c.namespace(t, nil)
-	bin := os.Getenv("CORAL_VERSITYGW")
-	if bin == "" {
-		bin = "/var/cache/coral/tools/versitygw-v1.8.0/versitygw"
-	}
-	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("versitygw is not installed (bash hack/install-test-servers.sh): %v", err)
-	}
+	bin := testservers.Versitygw(t)
 	l, err := net.Listen("tcp", net.JoinHostPort(c.env["CORAL_NODE_IP"], "0"))
 	if err != nil {
 		t.Fatal(err)

@@ -247,14 +247,69 @@ func (c *cluster) namespace(t *testing.T, labels map[string]string) string {
 	return ns
 }
 
-// jobsLeft counts Coral's Jobs in a namespace.
-func (c *cluster) jobsLeft(t *testing.T, ns string) int {
+// orphanWait bounds how long a cleanup check waits: Coral deletes its Jobs
+// with background propagation, so the garbage collector removes their pods a
+// moment later, and a pod goes only once its kubelet has stopped it.
+const orphanWait = 90 * time.Second
+
+// coralObjects lists Coral's Jobs and pods in ns as "job/NAME" and
+// "pod/NAME (phase)", whatever run made them.
+func (c *cluster) coralObjects(t *testing.T, ns string) []string {
 	t.Helper()
-	l, err := c.client.BatchV1().Jobs(ns).List(context.Background(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=coral"})
+	sel := metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=coral"}
+	jobs, err := c.client.BatchV1().Jobs(ns).List(context.Background(), sel)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return len(l.Items)
+	pods, err := c.client.CoreV1().Pods(ns).List(context.Background(), sel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, j := range jobs.Items {
+		out = append(out, "job/"+j.Name)
+	}
+	for _, p := range pods.Items {
+		s := fmt.Sprintf("pod/%s (%s on %s", p.Name, p.Status.Phase, p.Spec.NodeName)
+		if p.DeletionTimestamp != nil {
+			s += ", terminating"
+		}
+		out = append(out, s+")")
+	}
+	return out
+}
+
+// leftovers returns Coral's Jobs and pods still in ns once the garbage
+// collector had up to orphanWait to remove them (nil when none are left).
+func (c *cluster) leftovers(t *testing.T, ns string) []string {
+	t.Helper()
+	deadline := time.Now().Add(orphanWait)
+	for {
+		left := c.coralObjects(t, ns)
+		if len(left) == 0 || time.Now().After(deadline) {
+			return left
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// expectNoOrphans fails the test when a run left Jobs or pods behind.
+func (c *cluster) expectNoOrphans(t *testing.T, ns string) {
+	t.Helper()
+	if left := c.leftovers(t, ns); len(left) > 0 {
+		t.Errorf("%d objects left %s after the run: %s", len(left), orphanWait, strings.Join(left, ", "))
+	}
+}
+
+// jobsLeft counts Coral's Jobs and their pods left in ns after the garbage
+// collector had its chance (see leftovers, expectNoOrphans).
+func (c *cluster) jobsLeft(t *testing.T, ns string) int {
+	t.Helper()
+	left := c.leftovers(t, ns)
+	if len(left) > 0 {
+		t.Logf("left in %s: %s", ns, strings.Join(left, ", "))
+	}
+	return len(left)
 }
 
 // byNodeImage indexes a report.

@@ -59,9 +59,7 @@ func TestPrefetchSelectedNodesThenPresent(t *testing.T) {
 	if s := res.report.Summary; s.Pulled != 4 || s.Nodes != 2 || s.Failed != 0 {
 		t.Errorf("summary %+v", s)
 	}
-	if n := c.jobsLeft(t, ns); n != 0 {
-		t.Errorf("%d Jobs left after the run", n)
-	}
+	c.expectNoOrphans(t, ns)
 
 	// Again: everything is Present, nothing is pulled.
 	res = c.coral(t, nil, "prefetch", "images", a, b, "-l", "pool=web", "-n", ns, "-o", "json")
@@ -77,7 +75,7 @@ func TestPrefetchSelectedNodesThenPresent(t *testing.T) {
 func TestPrefetchMissingImageFailsOnEveryNode(t *testing.T) {
 	c := getCluster(t)
 	ns := c.namespace(t, nil)
-	good, _ := c.pushRandomImage(t, c.env["CORAL_REGISTRY"], "good", nil)
+	good, goodDigest := c.pushRandomImage(t, c.env["CORAL_REGISTRY"], "good", nil)
 	missing := c.env["CORAL_REGISTRY"] + "/e2e/does-not-exist:v404"
 	res := c.coral(t, nil, "prefetch", "images", good, missing, "-l", "pool=web", "-n", ns, "-o", "json")
 	if res.code != 1 {
@@ -87,6 +85,12 @@ func TestPrefetchMissingImageFailsOnEveryNode(t *testing.T) {
 	for _, n := range webNodes {
 		if r := got[n][good]; r.Status != report.StatusPulled {
 			t.Errorf("%s %s: %s %q", n, good, r.Status, r.Message)
+		}
+		if has, digests := c.nodeHas(t, n, good); !has || !strings.Contains(strings.Join(digests, " "), goodDigest) {
+			t.Errorf("the runtime of %s does not hold %s (digests %v)", n, good, digests)
+		}
+		if has, _ := c.nodeHas(t, n, missing); has {
+			t.Errorf("the runtime of %s holds %s, which does not exist", n, missing)
 		}
 		r := got[n][missing]
 		if r.Status != report.StatusFailed || !strings.Contains(strings.ToLower(r.Message), "not found") {
@@ -99,6 +103,7 @@ func TestPrefetchMissingImageFailsOnEveryNode(t *testing.T) {
 	if !strings.Contains(res.stderr, "cannot resolve") {
 		t.Errorf("no warning about the unresolvable image on stderr")
 	}
+	c.expectNoOrphans(t, ns)
 }
 
 // Case 4: a registry with htpasswd auth.
@@ -140,6 +145,7 @@ func TestPrefetchPullSecret(t *testing.T) {
 	if strings.Contains(res.stdout+res.stderr, pass) {
 		t.Error("the password appears in Coral's output")
 	}
+	c.expectNoOrphans(t, ns)
 }
 
 // Case 5: the tainted node gets its images (and runs the older containerd).
@@ -157,6 +163,7 @@ func TestPrefetchTaintedNode(t *testing.T) {
 	if has, _ := c.nodeHas(t, batchNode, img); !has {
 		t.Errorf("%s does not hold %s", batchNode, img)
 	}
+	c.expectNoOrphans(t, ns)
 }
 
 // Case 6: images read from a manifest file and from stdin.
@@ -201,6 +208,7 @@ spec: {ports: [{port: 80}]}
 	if has, _ := c.nodeHas(t, "coral-node-1", app); !has {
 		t.Errorf("coral-node-1 lacks %s", app)
 	}
+	c.expectNoOrphans(t, ns)
 }
 
 // Case 7: --dry-run=client -o yaml prints Jobs and creates nothing.
@@ -246,12 +254,10 @@ func TestPrefetchDryRun(t *testing.T) {
 	if list.Items[0].Spec.Template.Spec.Volumes[0].HostPath.Path == list.Items[1].Spec.Template.Spec.Volumes[0].HostPath.Path {
 		t.Error("two nodes got the same runtime socket")
 	}
-	if n := c.jobsLeft(t, ns); n != 0 {
-		t.Errorf("--dry-run created %d Jobs", n)
-	}
+	c.expectNoOrphans(t, ns)
 }
 
-// Case 8: SIGINT mid-run: every created Job is gone, exit 130.
+// Case 8: SIGINT mid-run: every created Job and its pod is gone, exit 130.
 func TestPrefetchInterrupt(t *testing.T) {
 	c := getCluster(t)
 	ns := c.namespace(t, nil)
@@ -266,37 +272,51 @@ func TestPrefetchInterrupt(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	created := 0
-	sc := bufio.NewScanner(stderr)
-	var lines []string
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
-		if strings.Contains(sc.Text(), "job created") {
-			created++
-		}
-		if created == len(c.nodes) {
-			// Every Job exists; no worker has reported yet (pods take seconds to start).
-			cmd.Process.Signal(syscall.SIGINT)
-			break
-		}
-	}
+	// A plugin that ignores SIGINT must not hang the suite.
+	watchdog := time.AfterFunc(3*time.Minute, func() { cmd.Process.Kill() })
+	defer watchdog.Stop()
+
+	// One goroutine reads stderr to its end (the pipe closes when the plugin
+	// exits) and hands its lines over on done; only then may Wait run.
+	created := make(chan struct{})
+	done := make(chan []string)
 	go func() {
+		var lines []string
+		n := 0
+		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			lines = append(lines, sc.Text())
+			if strings.Contains(sc.Text(), "job created") {
+				if n++; n == len(c.nodes) {
+					close(created)
+				}
+			}
 		}
+		done <- lines
 	}()
+	signalled := false
+	select {
+	case <-created:
+		// Every Job exists; no worker has reported yet (pods take seconds to start).
+		if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+			t.Errorf("sending SIGINT: %v", err)
+		}
+		signalled = true
+	case lines := <-done:
+		cmd.Wait()
+		t.Fatalf("the plugin ended before all %d Jobs were created:\n%s", len(c.nodes), strings.Join(lines, "\n"))
+	}
+	lines := <-done // all of stderr is read: now Wait may close the pipe
 	err = cmd.Wait()
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
 	}
 	t.Logf("stderr:\n%s", strings.Join(lines, "\n"))
-	if code != 130 {
+	if !signalled || code != 130 {
 		t.Fatalf("exit %d, want 130", code)
 	}
-	if n := c.jobsLeft(t, ns); n != 0 {
-		t.Errorf("%d Jobs left after SIGINT", n)
-	}
+	c.expectNoOrphans(t, ns)
 	var rep report.PrefetchReport
 	if err := json.Unmarshal([]byte(stdout.String()), &rep); err != nil || !rep.Interrupted {
 		t.Errorf("want a partial report marked interrupted: %v\n%s", err, stdout.String())
@@ -312,7 +332,7 @@ func TestPrefetchRuntimeKilledMidRun(t *testing.T) {
 	if pidfile == "" {
 		t.Fatal("the env file names no containerd pidfile for " + victim)
 	}
-	img, _ := c.pushRandomImage(t, c.env["CORAL_REGISTRY"], "killed", nil)
+	img, digest := c.pushRandomImage(t, c.env["CORAL_REGISTRY"], "killed", nil)
 	t.Cleanup(func() { restoreCluster(t, c, victim) })
 
 	cmd := c.coralCmd("prefetch", "images", img, "-l", "pool=web", "-n", ns, "--progress=plain", "-o", "json", "--timeout=40s")
@@ -359,12 +379,17 @@ func TestPrefetchRuntimeKilledMidRun(t *testing.T) {
 	} else {
 		t.Logf("%s failed with: %s", victim, r.Message)
 	}
-	if r := got["coral-node-1"][img]; r.Status != report.StatusPulled {
-		t.Errorf("coral-node-1: %+v, want Pulled", r)
+	if r := got["coral-node-1"][img]; r.Status != report.StatusPulled || r.Digest != digest {
+		t.Errorf("coral-node-1: %+v, want Pulled with digest %s", r, digest)
 	}
-	if n := c.jobsLeft(t, ns); n != 0 {
-		t.Errorf("%d Jobs left", n)
+	// The report is not proof: coral-node-1's runtime must hold the image.
+	if has, digests := c.nodeHas(t, "coral-node-1", img); !has || !strings.Contains(strings.Join(digests, " "), digest) {
+		t.Errorf("the runtime of coral-node-1 does not hold %s@%s (digests %v)", img, digest, digests)
 	}
+	// With its runtime back, the victim's kubelet can stop its pod: then
+	// nothing of the run may be left.
+	restoreCluster(t, c, victim)
+	c.expectNoOrphans(t, ns)
 }
 
 // restoreCluster starts the node's containerd again and waits until the
@@ -418,6 +443,9 @@ func TestPluginDiscoveryThroughKubectl(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
+	if has, _ := c.nodeHas(t, "coral-node-1", img); !has {
+		t.Errorf("the runtime of coral-node-1 does not hold %s", img)
+	}
 	usage := exec.Command(kubectl, "coral", "prefetch", "images", "--help")
 	usage.Env = cmd.Env
 	h, err := usage.CombinedOutput()
@@ -453,9 +481,7 @@ func TestPrefetchBadInputCreatesNothing(t *testing.T) {
 			if res.code != 2 || !strings.Contains(res.stderr, tt.want) {
 				t.Errorf("exit %d, stderr %q; want exit 2 and %q", res.code, res.stderr, tt.want)
 			}
-			if n := c.jobsLeft(t, ns); n != 0 {
-				t.Errorf("%d Jobs created", n)
-			}
+			c.expectNoOrphans(t, ns)
 		})
 	}
 }
@@ -475,9 +501,7 @@ func TestPrefetchPodSecurityRejection(t *testing.T) {
 			t.Errorf("message lacks %q:\n%s", want, res.stderr)
 		}
 	}
-	if n := c.jobsLeft(t, ns); n != 0 {
-		t.Errorf("%d Jobs created", n)
-	}
+	c.expectNoOrphans(t, ns)
 }
 
 // --pin: containerd 2.x nodes report the image pinned over CRI (kubelet's
@@ -502,6 +526,7 @@ func TestPrefetchPin(t *testing.T) {
 	if r := got[batchNode][img]; r.Status != report.StatusPulled || r.Pinned || !strings.Contains(r.Message, "not pinned") {
 		t.Errorf("%s (containerd 1.6.20): %+v, want Pulled with a clear 'not pinned'", batchNode, r)
 	}
+	c.expectNoOrphans(t, ns)
 }
 
 func (c *cluster) criPinned(t *testing.T, node, ref string) bool {

@@ -142,7 +142,11 @@ func splitImage(image string) (string, string) {
 	if i := strings.LastIndex(repo, ":"); i >= 0 && !strings.Contains(repo[i:], "/") {
 		repo = repo[:i]
 	}
-	return normaliseHost(host), repo
+	host = normaliseHost(host)
+	if host == "docker.io" && !strings.Contains(repo, "/") {
+		repo = "library/" + repo // "docker.io/nginx" is docker.io/library/nginx
+	}
+	return host, repo
 }
 
 func normaliseHost(h string) string {
@@ -166,6 +170,9 @@ func hostMatches(pattern, host string) bool {
 		return false
 	}
 	for i := range pl {
+		if pl[i] == hl[i] {
+			continue // also for labels that are no valid glob, such as "[::1]"
+		}
 		if ok, err := filepath.Match(pl[i], hl[i]); err != nil || !ok {
 			return false
 		}

@@ -134,3 +134,22 @@ func TestAddSecret(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// Found by fuzzing: Docker Hub's "library/" applies with an explicit
+// docker.io too, and an IPv6 registry's host is no glob.
+func TestLookupHubLibraryAndIPv6(t *testing.T) {
+	k := &Keyring{}
+	for key, user := range map[string]string{"docker.io/library/nginx": "lib", "[::1]:5000": "v6"} {
+		if err := k.Add(key, Credential{Username: user, Password: "p"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for image, want := range map[string]string{"docker.io/nginx:1": "lib", "index.docker.io/nginx": "lib", "nginx": "lib", "[::1]:5000/x:1": "v6"} {
+		if got := k.Lookup(image); len(got) != 1 || got[0].Username != want {
+			t.Errorf("Lookup(%q) = %v, want the credential of %s", image, got, want)
+		}
+	}
+	if got := k.Lookup("[::1]:5001/x:1"); len(got) != 0 {
+		t.Errorf("a credential for [::1]:5000 applies to [::1]:5001")
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -39,7 +40,38 @@ func ValidateRef(ref string) error {
 	if _, err := name.ParseReference(ref, name.WeakValidation); err != nil {
 		return fmt.Errorf("invalid image reference %q: %w", ref, err)
 	}
+	// go-containerregistry's weak validation lets through what a node's
+	// runtime refuses ("a//b", "r.io/x/", "-a", "a:-1"): such a reference
+	// would fail on every node, so it is refused here.
+	if !referenceGrammar.MatchString(ref) || len(ref[:nameEnd(ref)]) > 255 {
+		return fmt.Errorf("invalid image reference %q: not of the form [registry[:port]/]path[:tag][@digest] that container runtimes accept", ref)
+	}
 	return nil
+}
+
+// referenceGrammar is the image reference grammar of the distribution
+// project, which containerd and kubelet enforce.
+var referenceGrammar = func() *regexp.Regexp {
+	const (
+		domainComponent = `(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])`
+		domain          = `(?:` + domainComponent + `(?:\.` + domainComponent + `)*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?`
+		pathComponent   = `[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*`
+		tag             = `[\w][\w.-]{0,127}`
+		digest          = `[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}`
+	)
+	return regexp.MustCompile(`^(?:` + domain + `/)?` + pathComponent + `(?:/` + pathComponent + `)*(?::` + tag + `)?(?:@` + digest + `)?$`)
+}()
+
+// nameEnd is where the name of a reference ends (before its tag or digest).
+func nameEnd(ref string) int {
+	end := len(ref)
+	if i := strings.IndexByte(ref, '@'); i >= 0 {
+		end = i
+	}
+	if i := strings.LastIndexByte(ref[:end], ':'); i > strings.LastIndexByte(ref[:end], '/') {
+		end = i
+	}
+	return end
 }
 
 // FromArgs validates and de-duplicates references given as arguments.
@@ -99,22 +131,31 @@ func FromReader(r io.Reader, name string) ([]string, error) {
 }
 
 // looksLikeManifests says whether data is YAML/JSON objects rather than a
-// plain list: a JSON document, or any line that is a "key: value" mapping at
-// the top level such as "kind:" or "apiVersion:".
+// plain list: a JSON object, or any line that is a "key: value" mapping at
+// the top level such as "kind: Pod" or "apiVersion: v1". A list line may look
+// close: "[::1]:5000/app:v1" (an IPv6 registry) or "kind:v1" (an image named
+// kind) are references, not JSON or YAML mappings.
 func looksLikeManifests(data []byte) bool {
 	trimmed := bytes.TrimSpace(data)
-	if len(trimmed) > 0 && (trimmed[0] == '{' || trimmed[0] == '[') {
+	if len(trimmed) > 0 && trimmed[0] == '{' {
 		return true
 	}
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 64*1024), 16*1024*1024)
 	for sc.Scan() {
 		line := sc.Text()
-		if strings.HasPrefix(line, "apiVersion:") || strings.HasPrefix(line, "kind:") || line == "---" || strings.HasPrefix(line, "--- ") {
+		if isMappingKey(line, "apiVersion") || isMappingKey(line, "kind") || line == "---" || strings.HasPrefix(line, "--- ") {
 			return true
 		}
 	}
 	return false
+}
+
+// isMappingKey says whether line starts a YAML mapping entry for key ("key:"
+// followed by a blank or the end of the line).
+func isMappingKey(line, key string) bool {
+	rest, ok := strings.CutPrefix(line, key+":")
+	return ok && (rest == "" || rest[0] == ' ' || rest[0] == '\t')
 }
 
 func fromList(data []byte) ([]string, error) {
@@ -197,7 +238,13 @@ func imagesOfDocument(raw []byte) ([]string, error) {
 	if err := yaml.Unmarshal(raw, obj); err != nil {
 		return nil, fmt.Errorf("%s: %w", tm.Kind, err)
 	}
-	return fromObject(obj), nil
+	refs := fromObject(obj)
+	for _, r := range refs {
+		if err := ValidateRef(r); err != nil {
+			return nil, fmt.Errorf("%s: %w", tm.Kind, err)
+		}
+	}
+	return refs, nil
 }
 
 // NewObjectForKind returns an empty typed object for a kind that carries a

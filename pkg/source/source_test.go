@@ -174,3 +174,19 @@ func TestFromPodSpecs(t *testing.T) {
 		t.Fatalf("FromPodSpecs = %q", got)
 	}
 }
+
+// References go-containerregistry's weak validation lets through but a
+// node's runtime refuses are refused before anything is created.
+func TestValidateRefRefusesWhatRuntimesRefuse(t *testing.T) {
+	for _, ref := range []string{"A://", "a//b:1", "a/:1", "r.io/x/", "-a", "a...b", "a:-1", "a:.x", "/a", "r.io//a", strings.Repeat("a", 256)} {
+		if err := ValidateRef(ref); err == nil {
+			t.Errorf("ValidateRef(%q) accepted a reference containerd refuses", ref)
+		}
+	}
+	for _, ref := range []string{"nginx", "nginx:1.27", "Registry.Example.COM:5000/team/api:v3", "[::1]:5000/x:1", "localhost/app", "a.b/c.d/e_f/g-h:1.0-rc_1", "a__b/c---d",
+		"x:1@sha256:" + strings.Repeat("0", 64), "kind:v1", strings.Repeat("a", 255) + ":" + strings.Repeat("t", 128)} {
+		if err := ValidateRef(ref); err != nil {
+			t.Errorf("ValidateRef(%q): %v", ref, err)
+		}
+	}
+}

@@ -15,29 +15,17 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/coral-dev/coral/internal/testservers"
 	"github.com/coral-dev/coral/pkg/report"
 )
 
 // versitygw is a real S3-compatible server that checks SigV4 signatures.
-// The tests start it on a free loopback port. CI installs it
-// (hack/install-test-servers.sh); elsewhere the tests skip without it.
+// The tests start it on a free loopback port. hack/install-test-servers.sh
+// installs it (make test runs it); without it the tests fail, unless
+// CORAL_SKIP_S3=1 asks to skip them.
 func versitygwBinary(t *testing.T) string {
 	t.Helper()
-	for _, p := range []string{os.Getenv("CORAL_VERSITYGW"), "/var/cache/coral/tools/versitygw-v1.8.0/versitygw"} {
-		if p != "" {
-			if _, err := os.Stat(p); err == nil {
-				return p
-			}
-		}
-	}
-	if p, err := exec.LookPath("versitygw"); err == nil {
-		return p
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("versitygw is not installed: run hack/install-test-servers.sh")
-	}
-	t.Skip("versitygw not installed (hack/install-test-servers.sh installs it)")
-	return ""
+	return testservers.Versitygw(t)
 }
 
 const (

@@ -270,10 +270,21 @@ func TestPullTimeoutAndConcurrency(t *testing.T) {
 	}
 }
 
+// Sixty images with long names and no expected digests cannot fit their
+// digests in kubelet's 4 KiB termination message: the worker marks it
+// overflowed (statuses only) and writes the full report to its log. Every
+// fifth image is private: the worker must pass the mounted pull secret's
+// credential to the runtime (the pulls succeed only with it) and never print it.
 func TestMainSixtyImagesOverflowAndExitCode(t *testing.T) {
+	const password = "wonder-0a9c3f" // distinctive: any appearance in output is a leak
 	f := newFakeRuntime()
 	ep := serve(t, f)
-	args := []string{"pull", "--runtime-endpoint=" + ep, "--backoff=1ms", "--max-parallel=8"}
+	authDir := t.TempDir()
+	secret := `{"auths":{"registry.example.com:5000":{"username":"alice","password":"` + password + `"}}}`
+	if err := os.WriteFile(filepath.Join(authDir, "0-regcred.json"), []byte(secret), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"pull", "--runtime-endpoint=" + ep, "--backoff=1ms", "--max-parallel=8", "--auth-dir=" + authDir}
 	var images []string
 	for i := 0; i < 60; i++ {
 		ref := fmt.Sprintf("registry.example.com:5000/team/service-with-a-long-name-%02d:v1.2.3", i)
@@ -281,13 +292,23 @@ func TestMainSixtyImagesOverflowAndExitCode(t *testing.T) {
 		if i != 13 {
 			f.remote[ref] = fmt.Sprintf("sha256:%064x", i+1)
 		}
+		if i%5 == 0 {
+			f.needAuth[ref] = "alice:" + password
+		}
 		args = append(args, "--image="+ref)
 	}
+	// one private image whose registry wants another password: it fails with 401
+	denied := "registry.example.com:5000/team/denied:v1"
+	images = append(images, denied)
+	f.remote[denied] = fmt.Sprintf("sha256:%064x", 999)
+	f.needAuth[denied] = "alice:another"
+	args = append(args, "--image="+denied)
+
 	term := filepath.Join(t.TempDir(), "termination-log")
 	var stdout, stderr strings.Builder
 	code := Main(context.Background(), args, &stdout, &stderr, term)
 	if code != 1 {
-		t.Fatalf("exit code %d, want 1 (one image missing); stderr:\n%s", code, stderr.String())
+		t.Fatalf("exit code %d, want 1 (two images failed); stderr:\n%s", code, stderr.String())
 	}
 	msg, err := os.ReadFile(term)
 	if err != nil {
@@ -296,9 +317,12 @@ func TestMainSixtyImagesOverflowAndExitCode(t *testing.T) {
 	if len(msg) > report.TerminationMessageLimit {
 		t.Fatalf("termination message %d bytes > 4096", len(msg))
 	}
-	dec, err := report.DecodeTermination(string(msg), images, make([]string, 60))
+	dec, err := report.DecodeTermination(string(msg), images, make([]string, len(images)))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !dec.Overflow {
+		t.Fatalf("61 full digests cannot fit in %d bytes, yet the termination message is not marked overflowed (%d bytes)", report.TerminationMessageLimit, len(msg))
 	}
 	full, err := report.DecodeFull(strings.NewReader(stdout.String()))
 	if err != nil {
@@ -306,18 +330,23 @@ func TestMainSixtyImagesOverflowAndExitCode(t *testing.T) {
 	}
 	for i := range images {
 		want := report.StatusPulled
-		if i == 13 {
+		if i == 13 || images[i] == denied {
 			want = report.StatusFailed
 		}
 		if dec.Items[i].Status != want || full.Items[i].Status != want {
-			t.Fatalf("item %d: termination %s, full %s, want %s", i, dec.Items[i].Status, full.Items[i].Status, want)
+			t.Fatalf("%s: termination %s, full %s (%s), want %s", images[i], dec.Items[i].Status, full.Items[i].Status, full.Items[i].Message, want)
 		}
-		if want == report.StatusPulled && full.Items[i].Digest != fmt.Sprintf("sha256:%064x", i+1) {
+		if i < 60 && want == report.StatusPulled && full.Items[i].Digest != fmt.Sprintf("sha256:%064x", i+1) {
 			t.Fatalf("item %d digest %s", i, full.Items[i].Digest)
 		}
 	}
-	if strings.Contains(stdout.String()+stderr.String(), "wonder") {
-		t.Fatal("credential leaked")
+	if m := full.Items[len(images)-1].Message; !strings.Contains(m, "401") {
+		t.Errorf("the denied image's message does not say 401: %q", m)
+	}
+	for name, out := range map[string]string{"stdout": stdout.String(), "stderr": stderr.String(), "termination message": string(msg)} {
+		if strings.Contains(out, password) {
+			t.Errorf("the pull secret's password appears in the worker's %s", name)
+		}
 	}
 }
 

@@ -80,6 +80,8 @@ func TestImagesBadInputCreatesNothing(t *testing.T) {
 	dir := t.TempDir()
 	notYAML := filepath.Join(dir, "bad.yaml")
 	os.WriteFile(notYAML, []byte("apiVersion: v1\nkind: Pod\nspec: [oops\n"), 0o644)
+	badImage := filepath.Join(dir, "deployment.yaml")
+	os.WriteFile(badImage, []byte("apiVersion: apps/v1\nkind: Deployment\nspec:\n  template:\n    spec:\n      containers: [{name: a, image: 'nginx:1.27'}, {name: b, image: 'reg.local//app:v1'}]\n"), 0o644)
 	unreadable := filepath.Join(dir, "secret.txt")
 	os.WriteFile(unreadable, []byte("nginx\n"), 0o000)
 	tests := []struct {
@@ -89,6 +91,8 @@ func TestImagesBadInputCreatesNothing(t *testing.T) {
 	}{
 		{"no images", nil, "no images given"},
 		{"invalid reference", []string{"Not A Ref"}, "invalid image reference"},
+		{"reference a runtime refuses", []string{"reg.local/app/:v1"}, "invalid image reference"},
+		{"invalid image in a manifest", []string{"-f", badImage}, `Deployment: invalid image reference "reg.local//app:v1"`},
 		{"missing file", []string{"-f", filepath.Join(dir, "nope.txt")}, "no such file"},
 		{"not YAML", []string{"-f", notYAML}, "not valid YAML or JSON"},
 		{"bad selector", []string{"nginx", "-l", "pool in (web"}, "--selector"},
