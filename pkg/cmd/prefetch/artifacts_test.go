@@ -73,13 +73,3 @@ func TestArtifactsDryRun(t *testing.T) {
 		t.Error("an artifact worker must not mount the runtime socket")
 	}
 }
-
-func TestShortArtifactDigest(t *testing.T) {
-	a, b := "sha256:"+strings.Repeat("1", 64), "sha256:"+strings.Repeat("2", 64)
-	if got := ShortArtifactDigest([]string{a}); got != strings.Repeat("1", 12) {
-		t.Errorf("one source: %s", got)
-	}
-	if ShortArtifactDigest([]string{a, b}) != ShortArtifactDigest([]string{b, a}) || len(ShortArtifactDigest([]string{a, b})) != 12 {
-		t.Error("several sources: order must not matter, 12 hex digits")
-	}
-}
