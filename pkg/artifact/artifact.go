@@ -1,8 +1,9 @@
 // Package artifact says what an artifact is on a node: the rules for its
-// name, the node label that says a node holds it, where it lives on the
-// node's disk, and how a source URL is shown without its secrets. Prefetch,
-// inject and the controller share it. It does no I/O, except the node
-// labelling in labels.go, which goes through a small interface.
+// name, the node label that says a node holds it, and where it lives on the
+// node's disk. Prefetch, inject and the controller share it. It does no I/O,
+// except the node labelling in labels.go, which goes through a small
+// interface. The rules for source URLs are in artifacturl, which the worker
+// shares too.
 package artifact
 
 import (
@@ -31,8 +32,6 @@ const (
 	AnnotationRoot = "coral.dev/artifact-root"
 	// DefaultRoot holds one directory per artifact name on each node.
 	DefaultRoot = "/var/lib/coral/artifacts"
-	// ManifestFile, in an artifact's directory, records per source what is there.
-	ManifestFile = ".coral-manifest.json"
 )
 
 // LabelKey is the node label key for an artifact name.

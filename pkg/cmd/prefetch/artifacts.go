@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/coral-dev/coral/pkg/artifact"
+	"github.com/coral-dev/coral/pkg/artifact/artifacturl"
 	"github.com/coral-dev/coral/pkg/cmd/cmdutil"
 	"github.com/coral-dev/coral/pkg/jobs"
 	"github.com/coral-dev/coral/pkg/plan"
@@ -41,8 +42,8 @@ type ArtifactsOptions struct {
 	SourceTimeout time.Duration
 
 	sources []string
-	parsed  []artifact.Source
-	sum     artifact.Source // the parsed --checksum-url
+	parsed  []artifacturl.Source
+	sum     artifacturl.Source // the parsed --checksum-url
 	s3Keys  map[string]string
 }
 
@@ -154,9 +155,9 @@ func (o *ArtifactsOptions) Validate() error {
 		return cmdutil.BadInputf("--sha256 and --checksum-url cannot be used together")
 	}
 	seen := map[string]bool{}
-	o.parsed = make([]artifact.Source, len(o.sources))
+	o.parsed = make([]artifacturl.Source, len(o.sources))
 	for i, raw := range o.sources {
-		src, err := artifact.ParseSource(raw)
+		src, err := artifacturl.Parse(raw)
 		if err != nil {
 			return cmdutil.BadInput(err)
 		}
@@ -184,7 +185,7 @@ func (o *ArtifactsOptions) Validate() error {
 		}
 	}
 	if o.ChecksumURL != "" {
-		sum, err := artifact.ParseChecksumURL(o.ChecksumURL)
+		sum, err := artifacturl.ParseChecksum(o.ChecksumURL)
 		if err != nil {
 			return cmdutil.BadInput(err)
 		}
@@ -193,10 +194,10 @@ func (o *ArtifactsOptions) Validate() error {
 	if o.S3Endpoint != "" {
 		u, err := url.Parse(o.S3Endpoint)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return cmdutil.BadInputf("--s3-endpoint %q: want a URL such as https://minio.local:9000", artifact.Redact(o.S3Endpoint))
+			return cmdutil.BadInputf("--s3-endpoint %q: want a URL such as https://minio.local:9000", artifacturl.Redact(o.S3Endpoint))
 		}
 		if u.User != nil || u.RawQuery != "" {
-			return cmdutil.BadInputf("--s3-endpoint %q: credentials do not go in the endpoint URL; put them in --s3-secret", artifact.Redact(o.S3Endpoint))
+			return cmdutil.BadInputf("--s3-endpoint %q: credentials do not go in the endpoint URL; put them in --s3-secret", artifacturl.Redact(o.S3Endpoint))
 		}
 	}
 	return o.validate()

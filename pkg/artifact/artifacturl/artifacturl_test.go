@@ -1,4 +1,4 @@
-package artifact
+package artifacturl
 
 import (
 	"errors"
@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-func TestParseSource(t *testing.T) {
+func TestParse(t *testing.T) {
 	tests := []struct {
 		in                  string
 		public, query, file string
@@ -33,10 +33,10 @@ func TestParseSource(t *testing.T) {
 		{in: "mailto:x@y", err: "not a URL Coral can fetch"},
 	}
 	for _, tt := range tests {
-		got, err := ParseSource(tt.in)
+		got, err := Parse(tt.in)
 		if tt.err != "" {
 			if err == nil || !strings.Contains(err.Error(), tt.err) {
-				t.Errorf("ParseSource(%q) = %+v, %v; want error %q", tt.in, got, err, tt.err)
+				t.Errorf("Parse(%q) = %+v, %v; want error %q", tt.in, got, err, tt.err)
 			}
 			if err != nil && strings.Contains(err.Error(), "SECRET") {
 				t.Errorf("the error repeats the secret: %v", err)
@@ -44,7 +44,7 @@ func TestParseSource(t *testing.T) {
 			continue
 		}
 		if err != nil || got.Public != tt.public || got.Query != tt.query || got.FileName != tt.file || got.Prefix != tt.prefix {
-			t.Errorf("ParseSource(%q) = %+v, %v", tt.in, got, err)
+			t.Errorf("Parse(%q) = %+v, %v", tt.in, got, err)
 		}
 		if got.URL() != strings.Split(tt.in, "#")[0] {
 			t.Errorf("URL() = %s", got.URL())
@@ -53,7 +53,7 @@ func TestParseSource(t *testing.T) {
 			t.Errorf("shown form leaks: %s", got.Display())
 		}
 	}
-	if _, err := ParseSource("https://u:p@h/x"); !errors.Is(err, ErrUserInfo) {
+	if _, err := Parse("https://u:p@h/x"); !errors.Is(err, ErrUserInfo) {
 		t.Error("userinfo must be ErrUserInfo")
 	}
 }

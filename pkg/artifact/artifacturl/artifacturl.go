@@ -1,4 +1,9 @@
-package artifact
+// Package artifacturl holds the rules for artifact source URLs: which URLs
+// Coral fetches, and how a URL is shown, stored and passed on without its
+// secrets (user info, and the query, where pre-signed URLs keep their
+// credentials). It has no dependencies beyond the standard library, so the
+// worker can use it too.
+package artifacturl
 
 import (
 	"errors"
@@ -50,10 +55,10 @@ func (s Source) URL() string {
 // ErrUserInfo says a URL holds a user name or password.
 var ErrUserInfo = errors.New("holds a user name or password")
 
-// ParseSource parses and checks an artifact source: http(s)://host/path/file,
+// Parse parses and checks an artifact source: http(s)://host/path/file,
 // s3://bucket/key or s3://bucket/prefix/. Its errors never repeat the URL's
 // secrets.
-func ParseSource(raw string) (Source, error) {
+func Parse(raw string) (Source, error) {
 	shown := Redact(raw)
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -109,9 +114,9 @@ func validFileName(n string) bool {
 	return n != "" && n != "." && n != ".." && !strings.ContainsAny(n, "/\x00") && !strings.HasPrefix(n, ".coral-")
 }
 
-// ParseChecksumURL parses a --checksum-url: an http(s) URL without user info,
+// ParseChecksum parses a --checksum-url: an http(s) URL without user info,
 // whose query, like a source's, is a secret.
-func ParseChecksumURL(raw string) (Source, error) {
+func ParseChecksum(raw string) (Source, error) {
 	shown := Redact(raw)
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
