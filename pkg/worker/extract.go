@@ -10,12 +10,15 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // extractInto unpacks the tar or tar.gz archive at archive into dir/<stem>,
 // where stem is the archive name without .tar.gz/.tgz/.tar. It unpacks into
-// a staging directory first and swaps it into place, so readers see the old
-// tree or the new one. Entries that would escape the directory (absolute
+// a staging directory first and exchanges it with the old tree in one step
+// (renameat2 RENAME_EXCHANGE), so readers see the old tree or the new one,
+// never none. Entries that would escape the directory (absolute
 // paths, "..", links pointing outside) are refused, and so are devices.
 func extractInto(dir, archive, name string) (string, error) {
 	stem := name
@@ -45,24 +48,41 @@ func extractInto(dir, archive, name string) (string, error) {
 		return "", explainFS(err, dir)
 	}
 	target := filepath.Join(dir, stem)
-	old := ""
 	if _, err := os.Lstat(target); err == nil {
-		old = filepath.Join(dir, tmpPrefix+"old-"+filepath.Base(staging))
-		if err := os.Rename(target, old); err != nil {
+		// Exchange the trees in one step: a reader sees the old tree or the
+		// new one, never none. staging then holds the old tree.
+		err := unix.Renameat2(unix.AT_FDCWD, staging, unix.AT_FDCWD, target, unix.RENAME_EXCHANGE)
+		if err == nil {
+			os.RemoveAll(staging)
+			return stem, explainFS(syncDir(dir), dir)
+		}
+		if !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.EOPNOTSUPP) {
 			return "", explainFS(err, dir)
 		}
+		// The file system cannot exchange (e.g. NFS): two renames, with a
+		// short moment without the tree.
+		return stem, swapByRenames(dir, staging, target)
 	}
 	if err := os.Rename(staging, target); err != nil {
-		if old != "" {
-			os.Rename(old, target) // put the previous tree back
-		}
 		return "", explainFS(err, dir)
 	}
 	ok = true
-	if old != "" {
-		os.RemoveAll(old)
+	return stem, explainFS(syncDir(dir), dir)
+}
+
+// swapByRenames moves target aside, staging into its place, and removes the
+// old tree; on failure the old tree is put back.
+func swapByRenames(dir, staging, target string) error {
+	old := filepath.Join(dir, tmpPrefix+"old-"+filepath.Base(staging))
+	if err := os.Rename(target, old); err != nil {
+		return explainFS(err, dir)
 	}
-	return stem, nil
+	if err := os.Rename(staging, target); err != nil {
+		os.Rename(old, target) // put the previous tree back
+		return explainFS(err, dir)
+	}
+	os.RemoveAll(old)
+	return explainFS(syncDir(dir), dir)
 }
 
 func untar(archive, dest string) error {
