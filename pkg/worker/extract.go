@@ -112,6 +112,11 @@ func untar(archive, dest string) error {
 			return fmt.Errorf("not a valid tar archive: %w", err)
 		}
 		found = true
+		if h.Typeflag == tar.TypeGNUSparse || hasSparseRecords(h) {
+			// A sparse entry's holes expand on extraction: a few bytes of
+			// archive could ask for terabytes of zeros.
+			return fmt.Errorf("entry %q: sparse files are not allowed in an artifact", h.Name)
+		}
 		target, err := safeJoin(dest, h.Name)
 		if err != nil {
 			return err
@@ -126,9 +131,16 @@ func untar(archive, dest string) error {
 			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
 				return explainFS(err, dest)
 			}
-			out, err := os.OpenFile(target, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
+			// An entry of the same name (a symlink, say) is replaced, never
+			// written through.
+			if fi, err := os.Lstat(target); err == nil && !fi.IsDir() {
+				if err := os.Remove(target); err != nil {
+					return explainFS(err, dest)
+				}
+			}
+			out, err := os.OpenFile(target, os.O_CREATE|os.O_EXCL|os.O_WRONLY|unix.O_NOFOLLOW, mode)
 			if err != nil {
-				return explainFS(err, dest)
+				return fmt.Errorf("entry %q: %w", h.Name, explainFS(err, dest))
 			}
 			if _, err := io.Copy(fsWriter{out}, tr); err != nil {
 				out.Close()
@@ -159,9 +171,16 @@ func untar(archive, dest string) error {
 			if err != nil {
 				return fmt.Errorf("entry %q: hard link: %w", h.Name, err)
 			}
+			// Only to a regular file: a hard link to a symlink would move
+			// the symlink where it means something else.
+			if fi, err := os.Lstat(src); err != nil || !fi.Mode().IsRegular() {
+				return fmt.Errorf("entry %q: hard link to %q, which is not a regular file extracted before it", h.Name, h.Linkname)
+			}
 			if err := os.Link(src, target); err != nil {
 				return explainFS(err, dest)
 			}
+		case tar.TypeXGlobalHeader:
+			// pax global header (git archive writes one): no file
 		default:
 			return fmt.Errorf("entry %q: type %q (devices, fifos …) is not allowed in an artifact", h.Name, string(h.Typeflag))
 		}
@@ -169,7 +188,68 @@ func untar(archive, dest string) error {
 	if !found {
 		return errors.New("the archive is empty")
 	}
-	return nil
+	// Each symlink was checked as text when it was written; followed through
+	// the symlinks around it, in the finished tree, it must stay inside too.
+	return filepath.WalkDir(dest, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.Type()&os.ModeSymlink == 0 {
+			return err
+		}
+		if !resolvesWithin(dest, p) {
+			rel, _ := filepath.Rel(dest, p)
+			return fmt.Errorf("entry %q: the symlink leads outside the artifact directory through other symlinks", rel)
+		}
+		return nil
+	})
+}
+
+func hasSparseRecords(h *tar.Header) bool {
+	for k := range h.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return true
+		}
+	}
+	return false
+}
+
+// resolvesWithin follows path p (inside root) component by component, through
+// every symlink on the way, and says whether it stays inside root. Parts
+// that do not exist are taken as they read.
+func resolvesWithin(root, p string) bool {
+	rel, err := filepath.Rel(root, p)
+	if err != nil {
+		return false
+	}
+	todo := strings.Split(filepath.ToSlash(rel), "/")
+	var at []string // the resolved components below root
+	for hops := 0; len(todo) > 0; {
+		c := todo[0]
+		todo = todo[1:]
+		switch c {
+		case "", ".":
+			continue
+		case "..":
+			if len(at) == 0 {
+				return false
+			}
+			at = at[:len(at)-1]
+			continue
+		}
+		next := filepath.Join(append([]string{root}, append(at, c)...)...)
+		fi, err := os.Lstat(next)
+		if err != nil || fi.Mode()&os.ModeSymlink == 0 {
+			at = append(at, c)
+			continue
+		}
+		if hops++; hops > 64 {
+			return false // a loop
+		}
+		to, err := os.Readlink(next)
+		if err != nil || filepath.IsAbs(to) {
+			return false
+		}
+		todo = append(strings.Split(filepath.ToSlash(to), "/"), todo...)
+	}
+	return true
 }
 
 // safeJoin joins a relative archive path to dest, refusing absolute paths,
