@@ -91,10 +91,17 @@ connections resume with Range; 5xx and 429 are retried, 4xx are not.
 --extract unpacks tar / tar.gz archives into NAME/<archive name without .tar.gz>,
 refusing entries that would escape the directory.
 
-A node that holds the verified artifact gets the label
-artifacts.coral.dev/NAME=<first 12 hex digits of its digest>; use
-"kubectl coral inject artifact" to mount it into workloads that then run only
-on such nodes.`,
+A node that holds every source, verified, gets the label
+artifacts.coral.dev/NAME=<first 12 hex digits of its digest>; the label comes
+off before a run changes the node's copy and is set again only after a full
+success, so it always describes the disk. Use "kubectl coral inject artifact"
+to mount the artifact into workloads that then run only on such nodes.
+
+A URL's query (pre-signed URLs) is sent with the request only: Jobs, logs,
+the report and the manifest show the URL without it, and the workers get it
+from a Secret the run creates and deletes. URLs with a user name or password
+are refused: use --header-secret, whose headers go only to the source's own
+host.`,
 		Example: `  # A model from a web server onto the GPU pool, verified
   kubectl coral prefetch artifacts https://models.example.com/bert.tar.gz --name bert --sha256 9f2c… -l pool=gpu
 
