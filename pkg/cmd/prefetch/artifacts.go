@@ -3,6 +3,7 @@ package prefetch
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/textproto"
 	"net/url"
@@ -330,10 +331,13 @@ func (o *ArtifactsOptions) Run(ctx context.Context) error {
 		dirs[t.Node] = jobs.ArtifactDir(t, a)
 		njs = append(njs, nj)
 	}
-	var labels, removed map[string]string
+	labels, removed := map[string]string{}, map[string]string{}
 	if o.DryRun == "none" && len(njs) > 0 {
 		// Everything that can refuse the run does so before a node changes.
 		if err := run.Preflight(ctx, o.client, njs[0].Job); err != nil {
+			if ctx.Err() != nil {
+				return &cmdutil.ExitError{Code: cmdutil.ExitInterrupted, Err: errors.New("interrupted before any Job was created")}
+			}
 			return cmdutil.BadInput(err)
 		}
 		if a.QuerySecret != "" {
