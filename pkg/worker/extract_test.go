@@ -42,7 +42,7 @@ func TestExtractSwapLeavesNoMomentWithoutATree(t *testing.T) {
 			}
 		}()
 	}
-	const swaps = 400
+	const swaps = 100
 	for i := 1; i <= swaps; i++ {
 		if _, err := extractInto(dir, archives[i%2], "tools.tar.gz"); err != nil {
 			stop.Store(true)
