@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/coral-dev/coral/internal/testservers"
+	"github.com/coral-dev/coral/pkg/artifact"
 	"github.com/coral-dev/coral/pkg/imagebuild"
 	"github.com/coral-dev/coral/pkg/inject"
 	"github.com/coral-dev/coral/pkg/report"
@@ -30,6 +32,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
@@ -141,6 +144,14 @@ func TestPrefetchArtifactsHTTP(t *testing.T) {
 	}
 	if got, _ := os.ReadFile(filepath.Join(c.artifactDir("coral-node-1", name), "bert.bin")); !bytes.Equal(got, model) {
 		t.Error("a failed download damaged the previous content")
+	}
+	// The label promises what a full success brought; after a failed run
+	// the node is not labelled until a run succeeds again.
+	if v, ok := c.artifactLabel(t, "coral-node-1", name); ok {
+		t.Errorf("coral-node-1 keeps label %s after a failed run", v)
+	}
+	if v, _ := c.artifactLabel(t, "coral-node-2", name); v != hexSum(model)[:12] {
+		t.Errorf("coral-node-2 was not in the failed run, but its label is %q", v)
 	}
 	ents, _ := os.ReadDir(c.artifactDir("coral-node-1", name))
 	for _, e := range ents {
@@ -342,5 +353,208 @@ func TestPrefetchArtifactsS3Prefix(t *testing.T) {
 	res = c.coral(t, nil, "prefetch", "artifacts", "s3://ml-models/llama/", "--name", art, "--s3-secret", "s3-bad", "--s3-endpoint", endpoint, "-n", ns)
 	if res.code != 2 || !strings.Contains(res.stderr, "AWS_ACCESS_KEY_ID") || c.jobsLeft(t, ns) != 0 {
 		t.Errorf("malformed secret: exit %d, %s", res.code, res.stderr)
+	}
+}
+
+func (c *cluster) artifactLabel(t *testing.T, node, name string) (string, bool) {
+	t.Helper()
+	n, err := c.client.CoreV1().Nodes().Get(context.Background(), node, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, ok := n.Labels[artifact.LabelKey(name)]
+	return v, ok
+}
+
+// A node's label says what is on its disk: a run that replaces part of an
+// artifact and then fails leaves the node unlabelled (its content is mixed);
+// a later full success labels it with the new content.
+func TestArtifactLabelFollowsTheDisk(t *testing.T) {
+	c := getCluster(t)
+	ns := c.namespace(t, nil)
+	a1, a2, b1 := make([]byte, 64<<10), make([]byte, 64<<10), make([]byte, 64<<10)
+	rand.Read(a1)
+	rand.Read(a2)
+	rand.Read(b1)
+	var mu sync.Mutex
+	files := map[string][]byte{"/a.bin": a1, "/b.bin": b1}
+	base := lockedFileServer(t, c, &mu, files)
+	name := c.artifactName(t, "mixed")
+	const node = "coral-node-1"
+	run := func() result {
+		return c.coral(t, nil, "prefetch", "artifacts", base+"/a.bin", base+"/b.bin", "--name", name, "--nodes", node, "--retries", "0", "-n", ns, "-o", "json")
+	}
+	if res := run(); res.code != 0 {
+		t.Fatalf("first run: exit %d\n%s", res.code, res.stdout)
+	}
+	want := artifact.LabelValue([]string{"sha256:" + hexSum(a1), "sha256:" + hexSum(b1)})
+	if v, _ := c.artifactLabel(t, node, name); v != want {
+		t.Fatalf("after a full success: label %q, want %q", v, want)
+	}
+
+	// a.bin changes at the origin and b.bin disappears: the node gets the
+	// new a.bin and keeps the old b.bin, a mix no label describes.
+	mu.Lock()
+	files["/a.bin"] = a2
+	delete(files, "/b.bin")
+	mu.Unlock()
+	if res := run(); res.code != 1 {
+		t.Fatalf("partial update: exit %d, want 1\n%s", res.code, res.stdout)
+	}
+	if got, _ := os.ReadFile(filepath.Join(c.artifactDir(node, name), "a.bin")); !bytes.Equal(got, a2) {
+		t.Fatal("the first source was not updated: the test does not set up a mixed node")
+	}
+	if v, ok := c.artifactLabel(t, node, name); ok {
+		t.Errorf("the node's content is mixed, but it keeps the label %s=%s", artifact.LabelKey(name), v)
+	}
+
+	mu.Lock()
+	files["/b.bin"] = b1
+	mu.Unlock()
+	if res := run(); res.code != 0 {
+		t.Fatalf("recovery: exit %d\n%s", res.code, res.stdout)
+	}
+	want = artifact.LabelValue([]string{"sha256:" + hexSum(a2), "sha256:" + hexSum(b1)})
+	if v, _ := c.artifactLabel(t, node, name); v != want {
+		t.Errorf("after the recovery: label %q, want %q", v, want)
+	}
+}
+
+// lockedFileServer is fileServer over a map the test changes between runs.
+func lockedFileServer(t *testing.T, c *cluster, mu *sync.Mutex, files map[string][]byte) string {
+	t.Helper()
+	l, err := net.Listen("tcp", net.JoinHostPort(c.env["CORAL_NODE_IP"], "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		b, ok := files[r.URL.Path]
+		mu.Unlock()
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		sum := sha256.Sum256(b)
+		w.Header().Set("ETag", `"`+hex.EncodeToString(sum[:8])+`"`)
+		http.ServeContent(w, r, "", time.Unix(0, 0), bytes.NewReader(b))
+	})}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	return "http://" + l.Addr().String()
+}
+
+// A label that cannot be written fails the run: the artifact is on the
+// node, but workloads injected with it would never be sent there.
+func TestArtifactLabelWriteFailureExits1(t *testing.T) {
+	c := getCluster(t)
+	ns := c.namespace(t, nil)
+	ctx := context.Background()
+	user := fmt.Sprintf("e2e-coral-nolabel-%05d", mrand.IntN(100000))
+	role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: user}, Rules: []rbacv1.PolicyRule{
+		{APIGroups: []string{"batch"}, Resources: []string{"jobs"}, Verbs: []string{"create", "get", "list", "watch", "delete", "deletecollection"}},
+		{APIGroups: []string{""}, Resources: []string{"pods", "pods/log"}, Verbs: []string{"get", "list", "watch"}},
+		{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"list", "watch"}},
+		{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "list", "watch"}}, // no patch
+	}}
+	if _, err := c.client.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	binding := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: user},
+		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: user},
+		Subjects: []rbacv1.Subject{{Kind: "User", APIGroup: "rbac.authorization.k8s.io", Name: user}}}
+	if _, err := c.client.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.client.RbacV1().ClusterRoleBindings().Delete(ctx, user, metav1.DeleteOptions{})
+		c.client.RbacV1().ClusterRoles().Delete(ctx, user, metav1.DeleteOptions{})
+	})
+	data := make([]byte, 32<<10)
+	rand.Read(data)
+	base := fileServer(t, c, map[string][]byte{"/w.bin": data})
+	name := c.artifactName(t, "nolabel")
+	const node = "coral-node-2"
+	res := c.coral(t, nil, "prefetch", "artifacts", base+"/w.bin", "--name", name, "--sha256", hexSum(data), "--nodes", node, "-n", ns, "--as", user, "-o", "json")
+	if res.code != 1 || !strings.Contains(res.stderr, "label") {
+		t.Fatalf("a label that could not be written: exit %d, want 1\nstderr: %s", res.code, res.stderr)
+	}
+	if got, _ := os.ReadFile(filepath.Join(c.artifactDir(node, name), "w.bin")); !bytes.Equal(got, data) {
+		t.Error("the artifact itself should be on the node")
+	}
+	if _, ok := c.artifactLabel(t, node, name); ok {
+		t.Error("the node is labelled though the label write was forbidden")
+	}
+	if !strings.Contains(res.stdout, "not labelled") {
+		t.Errorf("the report does not say the node is not labelled:\n%s", res.stdout)
+	}
+}
+
+// A pre-signed URL's query reaches the request and nothing else: not the
+// Job, the worker's log, the report, the node's manifest; the Secret that
+// carried it is gone after the run. A password in a URL is refused.
+func TestPrefetchArtifactsSignedURL(t *testing.T) {
+	c := getCluster(t)
+	ns := c.namespace(t, nil)
+	ctx := context.Background()
+	secret := fmt.Sprintf("SIG%016x", mrand.Uint64())
+	data := make([]byte, 256<<10)
+	rand.Read(data)
+	l, err := net.Listen("tcp", net.JoinHostPort(c.env["CORAL_NODE_IP"], "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("X-Amz-Signature") != secret {
+			http.Error(w, "signature does not match", http.StatusForbidden)
+			return
+		}
+		http.ServeContent(w, r, "", time.Unix(0, 0), bytes.NewReader(data))
+	})}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	signed := "http://" + l.Addr().String() + "/models/m.bin?X-Amz-Expires=600&X-Amz-Signature=" + secret
+	name := c.artifactName(t, "signed")
+	const node = "coral-node-1"
+
+	res := c.coral(t, nil, "prefetch", "artifacts", signed, "--name", name, "--nodes", node, "-n", ns, "--keep-jobs", "-o", "json")
+	if res.code != 0 {
+		t.Fatalf("exit %d\n%s", res.code, res.stdout)
+	}
+	if got, _ := os.ReadFile(filepath.Join(c.artifactDir(node, name), "m.bin")); !bytes.Equal(got, data) {
+		t.Fatal("the file is not on the node")
+	}
+	leaks := map[string]string{"output": res.stdout + res.stderr}
+	manifest, _ := os.ReadFile(filepath.Join(c.artifactDir(node, name), ".coral-manifest.json"))
+	leaks["the node's manifest"] = string(manifest)
+	jobs, err := c.client.BatchV1().Jobs(ns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=coral"})
+	if err != nil || len(jobs.Items) != 1 {
+		t.Fatalf("--keep-jobs kept %d Jobs (%v)", len(jobs.Items), err)
+	}
+	b, _ := json.Marshal(jobs.Items)
+	leaks["the Job"] = string(b)
+	pods, _ := c.client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=coral"})
+	for _, p := range pods.Items {
+		logs, err := c.client.CoreV1().Pods(ns).GetLogs(p.Name, &corev1.PodLogOptions{}).DoRaw(ctx)
+		if err != nil {
+			t.Fatalf("reading the worker log: %v", err)
+		}
+		leaks["the worker log"] += string(logs)
+		b, _ := json.Marshal(p)
+		leaks["the pod"] += string(b)
+	}
+	for where, s := range leaks {
+		if strings.Contains(s, secret) {
+			t.Errorf("%s holds the URL's signature", where)
+		}
+	}
+	secrets, _ := c.client.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=coral"})
+	if len(secrets.Items) != 0 {
+		t.Errorf("the run left %d secrets behind", len(secrets.Items))
+	}
+
+	res = c.coral(t, nil, "prefetch", "artifacts", "http://user:"+secret+"@"+l.Addr().String()+"/models/m.bin", "--name", name, "--nodes", node, "-n", ns)
+	if res.code != 2 || !strings.Contains(res.stderr, "--header-secret") || strings.Contains(res.stdout+res.stderr, secret) {
+		t.Errorf("a URL with a password: exit %d, want 2 with advice and without the password\n%s", res.code, res.stderr)
 	}
 }

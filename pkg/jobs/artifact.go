@@ -2,27 +2,55 @@ package jobs
 
 import (
 	"fmt"
-	"path"
 	"sort"
 	"time"
 
+	"github.com/coral-dev/coral/pkg/artifact"
 	"github.com/coral-dev/coral/pkg/plan"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 )
 
 // Where artifacts live, and how the worker sees them.
 const (
 	// DefaultArtifactRoot holds one directory per artifact name on each node.
-	DefaultArtifactRoot = "/var/lib/coral/artifacts"
+	DefaultArtifactRoot = artifact.DefaultRoot
 	// ArtifactMountPath is the artifact's directory inside the worker.
 	ArtifactMountPath = "/artifact"
 	// S3CredentialsMountPath holds the S3 secret's keys (tmpfs, read-only).
 	S3CredentialsMountPath = "/var/run/coral/s3"
 	// HeadersMountPath holds the HTTP header secret's keys (tmpfs, read-only).
 	HeadersMountPath = "/var/run/coral/headers"
+	// QueriesMountPath holds the run's URL queries (tmpfs, read-only).
+	QueriesMountPath = "/var/run/coral/queries"
+	// ChecksumQueryKey is the key of the checksum URL's query in the run's
+	// query secret; sources' queries are under QueryKey(i).
+	ChecksumQueryKey = "checksum-url"
 )
+
+// QueryKey is the key of the i-th source's query in the run's query secret.
+func QueryKey(i int) string { return fmt.Sprintf("source-%d", i) }
+
+// QuerySecretName is the name of the Secret that carries a run's URL queries.
+func QuerySecretName(runID string) string { return "coral-" + runID + "-queries" }
+
+// ArtifactQuerySecret is the Secret that carries the query strings of a
+// run's URLs (pre-signed URLs keep their credentials there) to its workers,
+// so that Job arguments, logs and reports never hold them. The run deletes
+// it at its end; it has the run's labels, so whatever finds a run's leftovers
+// finds it too. queries maps QueryKey(i) / ChecksumQueryKey to a query.
+func ArtifactQuerySecret(runID, namespace string, queries map[string]string) *corev1.Secret {
+	labels := RunLabels(runID)
+	labels[LabelComponent] = "artifact-queries"
+	return &corev1.Secret{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
+		ObjectMeta: metav1.ObjectMeta{Name: QuerySecretName(runID), Namespace: namespace, Labels: labels},
+		Type:       corev1.SecretTypeOpaque,
+		StringData: queries,
+	}
+}
 
 // ArtifactSpec is what every Job of an artifact run shares.
 type ArtifactSpec struct {
@@ -43,21 +71,19 @@ type ArtifactSpec struct {
 	S3PathStyle bool
 	// SourceTimeout bounds one source inside the worker.
 	SourceTimeout time.Duration
+	// QuerySecret names the run's Secret of URL queries (ArtifactQuerySecret),
+	// "" when no URL has one.
+	QuerySecret string
 }
 
 // ArtifactDir is the artifact's directory on the node's host file system.
 func ArtifactDir(t plan.Task, a ArtifactSpec) string {
-	root := a.Root
-	if t.ArtifactRoot != "" {
-		root = t.ArtifactRoot
-	}
-	if root == "" {
-		root = DefaultArtifactRoot
-	}
-	return path.Join("/", t.HostRoot, root, a.Name)
+	return artifact.Dir(t.HostRoot, t.ArtifactRoot, a.Root, a.Name)
 }
 
 // SourceArg is how a source is passed to the worker: URL or URL=SHA256.
+// The URL is the public one (artifact.Source.Public): queries go through
+// the query secret.
 func SourceArg(it plan.Item) string {
 	if it.ExpectedDigest == "" {
 		return it.Ref
@@ -120,6 +146,13 @@ func ForArtifactTask(t plan.Task, s Spec, a ArtifactSpec) *batchv1.Job {
 		}}}))
 		mounts = append(mounts, corev1.VolumeMount{Name: "http-headers", MountPath: HeadersMountPath, ReadOnly: true})
 		args = append(args, "--header-dir="+HeadersMountPath)
+	}
+	if a.QuerySecret != "" {
+		volumes = append(volumes, secretVolume("url-queries", []corev1.VolumeProjection{{Secret: &corev1.SecretProjection{
+			LocalObjectReference: corev1.LocalObjectReference{Name: a.QuerySecret},
+		}}}))
+		mounts = append(mounts, corev1.VolumeMount{Name: "url-queries", MountPath: QueriesMountPath, ReadOnly: true})
+		args = append(args, "--query-dir="+QueriesMountPath)
 	}
 	for _, it := range t.Items {
 		args = append(args, "--source="+SourceArg(it))

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/coral-dev/coral/pkg/artifact"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 )
@@ -22,10 +23,10 @@ const (
 	// AnnotationHostRoot, when set on a node, is prefixed to every host path
 	// Coral writes on that node (e.g. nodes that share one host in tests, or
 	// nodes whose writable root is not "/").
-	AnnotationHostRoot = "coral.dev/host-root"
+	AnnotationHostRoot = artifact.AnnotationHostRoot
 	// AnnotationArtifactRoot, when set on a node, replaces the run's
 	// artifact root directory on that node.
-	AnnotationArtifactRoot = "coral.dev/artifact-root"
+	AnnotationArtifactRoot = artifact.AnnotationRoot
 )
 
 // Item is one thing to bring to a node: an image reference or an artifact
@@ -119,21 +120,12 @@ func Build(nodes []corev1.Node, items []Item, o Options) (*Plan, error) {
 			Node:          n.Name,
 			RuntimeSocket: sock,
 			SocketSource:  src,
-			HostRoot:      HostRoot(n),
+			HostRoot:      artifact.HostRoot(n),
 			ArtifactRoot:  n.Annotations[AnnotationArtifactRoot],
 			Items:         append([]Item(nil), items...),
 		})
 	}
 	return p, nil
-}
-
-// HostRoot is the node's host-root prefix from its annotation ("" for "/").
-func HostRoot(n *corev1.Node) string {
-	r := path.Clean("/" + n.Annotations[AnnotationHostRoot])
-	if r == "/" {
-		return ""
-	}
-	return r
 }
 
 // Select returns the nodes matching the selector and names, sorted by name.

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/coral-dev/coral/pkg/artifact/artifacturl"
 	"github.com/coral-dev/coral/pkg/report"
 )
 
@@ -32,21 +33,37 @@ const (
 
 // ArtifactSource is one source to fetch, with an optional expected sha256 (hex).
 type ArtifactSource struct {
+	// URL is the public URL: no user info, no query. It is what the worker
+	// logs, reports and records in the manifest.
 	URL    string
 	SHA256 string
+	// Query is the URL's query, sent with the request and nowhere else
+	// (pre-signed URLs keep their credentials there).
+	Query string
 }
 
-// ParseArtifactSource parses the worker's --source value: URL or URL=SHA256.
+// requestURL is the URL to request: the public URL and its query.
+func (s ArtifactSource) requestURL() string {
+	if s.Query != "" {
+		return s.URL + "?" + s.Query
+	}
+	return s.URL
+}
+
+// ParseArtifactSource parses the worker's --source value: URL or
+// URL=SHA256. A query in the URL is split off into Query (a digest cannot
+// follow a query: a signature in it may look like one; queries come through
+// --query-dir). URLs with a user name or password are refused.
 func ParseArtifactSource(s string) (ArtifactSource, error) {
-	u, sum, _ := strings.Cut(s, "=")
-	// a URL may itself hold '=' in its query: a digest is exactly 64 hex digits
-	if sum != "" && !isHex64(sum) {
-		u, sum = s, ""
+	raw, sum := s, ""
+	if i := strings.LastIndex(s, "="); i > 0 && !strings.Contains(s, "?") && isHex64(s[i+1:]) {
+		raw, sum = s[:i], s[i+1:]
 	}
-	if _, err := url.Parse(u); err != nil || u == "" {
-		return ArtifactSource{}, fmt.Errorf("--source %q: not a URL", s)
+	src, err := artifacturl.Parse(raw)
+	if err != nil {
+		return ArtifactSource{}, fmt.Errorf("--source: %w", err)
 	}
-	return ArtifactSource{URL: u, SHA256: strings.ToLower(sum)}, nil
+	return ArtifactSource{URL: src.Public, Query: src.Query, SHA256: strings.ToLower(sum)}, nil
 }
 
 func isHex64(s string) bool {
@@ -237,7 +254,7 @@ func fetchOne(ctx context.Context, src ArtifactSource, m *Manifest, o FetchOptio
 		if o.HTTP == nil {
 			return failed("no HTTP fetcher")
 		}
-		obj = o.HTTP.object(u, o)
+		obj = o.HTTP.object(u, src.Query, o)
 	case "s3":
 		if o.S3 == nil {
 			return failed("no S3 fetcher")

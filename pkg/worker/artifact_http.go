@@ -13,18 +13,26 @@ import (
 	"path"
 	"strings"
 	"time"
+
+	"github.com/coral-dev/coral/pkg/artifact/artifacturl"
 )
 
 // HTTPFetcher downloads http(s) sources: retries for 5xx, 429 and dropped
 // connections, resuming with Range where the server allows it; none for
 // 4xx answers.
+//
+// Header holds secrets (a --header-secret): it is sent only to the source's
+// own origin (scheme, host and port), never to another host a redirect leads
+// to, nor to a checksum file on another host. No Referer is sent either: it
+// would carry a pre-signed URL's query to the redirect's target.
 type HTTPFetcher struct {
 	Client *http.Client
-	// Header is sent with every request (e.g. Authorization from a secret).
+	// Header is sent with requests to the source's origin (e.g. Authorization from a secret).
 	Header http.Header
 	// ChecksumURL, when set, is a sha256sum-style file listing the sources'
-	// checksums ("<hex>  <file name>").
-	ChecksumURL string
+	// checksums ("<hex>  <file name>"); ChecksumQuery is its query (secret).
+	ChecksumURL   string
+	ChecksumQuery string
 }
 
 // httpStatusError is a non-2xx answer.
@@ -49,48 +57,72 @@ func (e *httpStatusError) transient() bool {
 }
 
 // redactURL drops credentials and query (signed URLs) from a URL for messages.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return raw
-	}
-	u.User = nil
-	if u.RawQuery != "" {
-		u.RawQuery = "…"
-	}
-	return u.String()
-}
+func redactURL(raw string) string { return artifacturl.Redact(raw) }
 
 type httpObject struct {
 	f       *HTTPFetcher
-	u       *url.URL
+	u       *url.URL // public: no query
+	query   string   // secret
 	retries int
 	backoff time.Duration
 }
 
-func (h *HTTPFetcher) object(u *url.URL, o FetchOptions) remoteObject {
-	return &httpObject{f: h, u: u, retries: o.Retries, backoff: o.Backoff}
+func (h *HTTPFetcher) object(u *url.URL, query string, o FetchOptions) remoteObject {
+	return &httpObject{f: h, u: u, query: query, retries: o.Retries, backoff: o.Backoff}
 }
 
-func (h *HTTPFetcher) client() *http.Client {
-	if h.Client != nil {
-		return h.Client
-	}
-	return http.DefaultClient
-}
-
-func (o *httpObject) request(ctx context.Context, method string) (*http.Request, error) {
-	req, err := http.NewRequestWithContext(ctx, method, o.u.String(), nil)
-	if err != nil {
-		return nil, err
-	}
-	for k, vs := range o.f.Header {
-		for _, v := range vs {
-			req.Header.Add(k, v)
+// do sends req with the secret headers where they belong (see HTTPFetcher),
+// and keeps URLs in its errors free of queries and passwords.
+func (h *HTTPFetcher) do(req *http.Request, origin *url.URL) (*http.Response, error) {
+	if artifacturl.SameOrigin(req.URL, origin) {
+		for k, vs := range h.Header {
+			for _, v := range vs {
+				req.Header.Add(k, v)
+			}
 		}
 	}
 	req.Header.Set("User-Agent", "coral-worker")
-	return req, nil
+	c := http.DefaultClient
+	if h.Client != nil {
+		c = h.Client
+	}
+	cc := *c
+	next := c.CheckRedirect
+	cc.CheckRedirect = func(r *http.Request, via []*http.Request) error {
+		r.Header.Del("Referer")
+		if !artifacturl.SameOrigin(r.URL, origin) {
+			for k := range h.Header {
+				r.Header.Del(k)
+			}
+			r.Header.Del("Authorization")
+			r.Header.Del("Cookie")
+		}
+		if next != nil {
+			return next(r, via)
+		}
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		return nil
+	}
+	resp, err := cc.Do(req)
+	return resp, redactErr(err)
+}
+
+func (o *httpObject) request(ctx context.Context, method string) (*http.Request, error) {
+	u := *o.u
+	u.RawQuery = o.query
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), nil)
+	return req, redactErr(err)
+}
+
+// redactErr keeps the URL of a *url.Error free of queries and passwords.
+func redactErr(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		ue.URL = redactURL(ue.URL)
+	}
+	return err
 }
 
 func (o *httpObject) unchanged(ctx context.Context, prev ManifestItem) (bool, error) {
@@ -102,7 +134,7 @@ func (o *httpObject) unchanged(ctx context.Context, prev ManifestItem) (bool, er
 		return false, err
 	}
 	req.Header.Set("If-None-Match", prev.ETag)
-	resp, err := o.f.client().Do(req)
+	resp, err := o.f.do(req, o.u)
 	if err != nil {
 		return false, err
 	}
@@ -119,16 +151,16 @@ func (o *httpObject) expectedSHA256(ctx context.Context) (string, error) {
 	if o.f.ChecksumURL == "" {
 		return "", nil
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, o.f.ChecksumURL, nil)
+	full := o.f.ChecksumURL
+	if o.f.ChecksumQuery != "" {
+		full += "?" + o.f.ChecksumQuery
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, full, nil)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("the checksum URL: %w", redactErr(err))
 	}
-	for k, vs := range o.f.Header {
-		for _, v := range vs {
-			req.Header.Add(k, v)
-		}
-	}
-	resp, err := o.f.client().Do(req)
+	// The headers go to the checksum file only on the source's own origin.
+	resp, err := o.f.do(req, o.u)
 	if err != nil {
 		return "", fmt.Errorf("reading the checksum file: %w", err)
 	}
@@ -199,7 +231,7 @@ func (o *httpObject) get(ctx context.Context, f *os.File, h hash.Hash, offset in
 			req.Header.Set("If-Range", etag)
 		}
 	}
-	resp, err := o.f.client().Do(req)
+	resp, err := o.f.do(req, o.u)
 	if err != nil {
 		return 0, "", err
 	}

@@ -368,7 +368,8 @@ func TestParseArtifactSource(t *testing.T) {
 	for in, want := range map[string]ArtifactSource{
 		"https://x/y.tgz":                {URL: "https://x/y.tgz"},
 		"https://x/y.tgz=" + h:           {URL: "https://x/y.tgz", SHA256: h},
-		"https://x/y?sig=abc":            {URL: "https://x/y?sig=abc"},
+		"https://x/y?sig=abc":            {URL: "https://x/y", Query: "sig=abc"},
+		"https://x/y?sig=" + h:           {URL: "https://x/y", Query: "sig=" + h},
 		"s3://b/k=" + strings.ToUpper(h): {URL: "s3://b/k", SHA256: h},
 	} {
 		got, err := ParseArtifactSource(in)

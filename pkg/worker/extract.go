@@ -10,12 +10,15 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // extractInto unpacks the tar or tar.gz archive at archive into dir/<stem>,
 // where stem is the archive name without .tar.gz/.tgz/.tar. It unpacks into
-// a staging directory first and swaps it into place, so readers see the old
-// tree or the new one. Entries that would escape the directory (absolute
+// a staging directory first and exchanges it with the old tree in one step
+// (renameat2 RENAME_EXCHANGE), so readers see the old tree or the new one,
+// never none. Entries that would escape the directory (absolute
 // paths, "..", links pointing outside) are refused, and so are devices.
 func extractInto(dir, archive, name string) (string, error) {
 	stem := name
@@ -45,24 +48,41 @@ func extractInto(dir, archive, name string) (string, error) {
 		return "", explainFS(err, dir)
 	}
 	target := filepath.Join(dir, stem)
-	old := ""
 	if _, err := os.Lstat(target); err == nil {
-		old = filepath.Join(dir, tmpPrefix+"old-"+filepath.Base(staging))
-		if err := os.Rename(target, old); err != nil {
+		// Exchange the trees in one step: a reader sees the old tree or the
+		// new one, never none. staging then holds the old tree.
+		err := unix.Renameat2(unix.AT_FDCWD, staging, unix.AT_FDCWD, target, unix.RENAME_EXCHANGE)
+		if err == nil {
+			os.RemoveAll(staging)
+			return stem, explainFS(syncDir(dir), dir)
+		}
+		if !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.EOPNOTSUPP) {
 			return "", explainFS(err, dir)
 		}
+		// The file system cannot exchange (e.g. NFS): two renames, with a
+		// short moment without the tree.
+		return stem, swapByRenames(dir, staging, target)
 	}
 	if err := os.Rename(staging, target); err != nil {
-		if old != "" {
-			os.Rename(old, target) // put the previous tree back
-		}
 		return "", explainFS(err, dir)
 	}
 	ok = true
-	if old != "" {
-		os.RemoveAll(old)
+	return stem, explainFS(syncDir(dir), dir)
+}
+
+// swapByRenames moves target aside, staging into its place, and removes the
+// old tree; on failure the old tree is put back.
+func swapByRenames(dir, staging, target string) error {
+	old := filepath.Join(dir, tmpPrefix+"old-"+filepath.Base(staging))
+	if err := os.Rename(target, old); err != nil {
+		return explainFS(err, dir)
 	}
-	return stem, nil
+	if err := os.Rename(staging, target); err != nil {
+		os.Rename(old, target) // put the previous tree back
+		return explainFS(err, dir)
+	}
+	os.RemoveAll(old)
+	return explainFS(syncDir(dir), dir)
 }
 
 func untar(archive, dest string) error {
@@ -92,6 +112,11 @@ func untar(archive, dest string) error {
 			return fmt.Errorf("not a valid tar archive: %w", err)
 		}
 		found = true
+		if h.Typeflag == tar.TypeGNUSparse || hasSparseRecords(h) {
+			// A sparse entry's holes expand on extraction: a few bytes of
+			// archive could ask for terabytes of zeros.
+			return fmt.Errorf("entry %q: sparse files are not allowed in an artifact", h.Name)
+		}
 		target, err := safeJoin(dest, h.Name)
 		if err != nil {
 			return err
@@ -106,9 +131,16 @@ func untar(archive, dest string) error {
 			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
 				return explainFS(err, dest)
 			}
-			out, err := os.OpenFile(target, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
+			// An entry of the same name (a symlink, say) is replaced, never
+			// written through.
+			if fi, err := os.Lstat(target); err == nil && !fi.IsDir() {
+				if err := os.Remove(target); err != nil {
+					return explainFS(err, dest)
+				}
+			}
+			out, err := os.OpenFile(target, os.O_CREATE|os.O_EXCL|os.O_WRONLY|unix.O_NOFOLLOW, mode)
 			if err != nil {
-				return explainFS(err, dest)
+				return fmt.Errorf("entry %q: %w", h.Name, explainFS(err, dest))
 			}
 			if _, err := io.Copy(fsWriter{out}, tr); err != nil {
 				out.Close()
@@ -139,9 +171,16 @@ func untar(archive, dest string) error {
 			if err != nil {
 				return fmt.Errorf("entry %q: hard link: %w", h.Name, err)
 			}
+			// Only to a regular file: a hard link to a symlink would move
+			// the symlink where it means something else.
+			if fi, err := os.Lstat(src); err != nil || !fi.Mode().IsRegular() {
+				return fmt.Errorf("entry %q: hard link to %q, which is not a regular file extracted before it", h.Name, h.Linkname)
+			}
 			if err := os.Link(src, target); err != nil {
 				return explainFS(err, dest)
 			}
+		case tar.TypeXGlobalHeader:
+			// pax global header (git archive writes one): no file
 		default:
 			return fmt.Errorf("entry %q: type %q (devices, fifos …) is not allowed in an artifact", h.Name, string(h.Typeflag))
 		}
@@ -149,7 +188,68 @@ func untar(archive, dest string) error {
 	if !found {
 		return errors.New("the archive is empty")
 	}
-	return nil
+	// Each symlink was checked as text when it was written; followed through
+	// the symlinks around it, in the finished tree, it must stay inside too.
+	return filepath.WalkDir(dest, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.Type()&os.ModeSymlink == 0 {
+			return err
+		}
+		if !resolvesWithin(dest, p) {
+			rel, _ := filepath.Rel(dest, p)
+			return fmt.Errorf("entry %q: the symlink leads outside the artifact directory through other symlinks", rel)
+		}
+		return nil
+	})
+}
+
+func hasSparseRecords(h *tar.Header) bool {
+	for k := range h.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return true
+		}
+	}
+	return false
+}
+
+// resolvesWithin follows path p (inside root) component by component, through
+// every symlink on the way, and says whether it stays inside root. Parts
+// that do not exist are taken as they read.
+func resolvesWithin(root, p string) bool {
+	rel, err := filepath.Rel(root, p)
+	if err != nil {
+		return false
+	}
+	todo := strings.Split(filepath.ToSlash(rel), "/")
+	var at []string // the resolved components below root
+	for hops := 0; len(todo) > 0; {
+		c := todo[0]
+		todo = todo[1:]
+		switch c {
+		case "", ".":
+			continue
+		case "..":
+			if len(at) == 0 {
+				return false
+			}
+			at = at[:len(at)-1]
+			continue
+		}
+		next := filepath.Join(append([]string{root}, append(at, c)...)...)
+		fi, err := os.Lstat(next)
+		if err != nil || fi.Mode()&os.ModeSymlink == 0 {
+			at = append(at, c)
+			continue
+		}
+		if hops++; hops > 64 {
+			return false // a loop
+		}
+		to, err := os.Readlink(next)
+		if err != nil || filepath.IsAbs(to) {
+			return false
+		}
+		todo = append(strings.Split(filepath.ToSlash(to), "/"), todo...)
+	}
+	return true
 }
 
 // safeJoin joins a relative archive path to dest, refusing absolute paths,

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -11,25 +12,24 @@ import (
 	"strings"
 	"time"
 
+	"github.com/coral-dev/coral/pkg/artifact/artifacturl"
 	"github.com/coral-dev/coral/pkg/report"
 )
 
-type sourceFlags []ArtifactSource
+// rawSources collects --source values; they are parsed after the flags, so
+// that the flag package never echoes a value (it may hold a password).
+type rawSources []string
 
-func (f *sourceFlags) String() string { return fmt.Sprint(len(*f)) }
-func (f *sourceFlags) Set(s string) error {
-	src, err := ParseArtifactSource(s)
-	if err != nil {
-		return err
-	}
-	*f = append(*f, src)
-	return nil
-}
+func (f *rawSources) String() string     { return fmt.Sprint(len(*f)) }
+func (f *rawSources) Set(s string) error { *f = append(*f, s); return nil }
+
+type sourceFlags []ArtifactSource
 
 func mainFetch(ctx context.Context, args []string, stdout, stderr io.Writer, terminationPath string) int {
 	fs := flag.NewFlagSet("coral-worker fetch", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
+		raw         rawSources
 		sources     sourceFlags
 		dir         = fs.String("dir", "/artifact", "the artifact directory")
 		extract     = fs.Bool("extract", false, "unpack tar / tar.gz sources")
@@ -42,10 +42,19 @@ func mainFetch(ctx context.Context, args []string, stdout, stderr io.Writer, ter
 		s3Region    = fs.String("s3-region", "us-east-1", "S3 region")
 		s3PathStyle = fs.Bool("s3-path-style", false, "path-style bucket addressing")
 		s3CredsDir  = fs.String("s3-credentials-dir", "", "directory with AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY[, AWS_SESSION_TOKEN]")
+		queryDir    = fs.String("query-dir", "", "directory of URL queries (secret): file source-N for the N-th --source, checksum-url for --checksum-url")
 	)
-	fs.Var(&sources, "source", "URL or URL=SHA256 (repeatable)")
+	fs.Var(&raw, "source", "URL or URL=SHA256 (repeatable)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
+	}
+	for _, r := range raw {
+		src, err := ParseArtifactSource(r)
+		if err != nil {
+			fmt.Fprintf(stderr, "coral-worker: %v\n", err)
+			return 2
+		}
+		sources = append(sources, src)
 	}
 	if len(sources) == 0 {
 		fmt.Fprintln(stderr, "coral-worker: no --source given")
@@ -63,9 +72,16 @@ func mainFetch(ctx context.Context, args []string, stdout, stderr io.Writer, ter
 	if err != nil {
 		return failAll(err.Error())
 	}
+	sum, err := artifacturl.ParseChecksum(*checksumURL)
+	if *checksumURL != "" && err != nil {
+		return failAll(err.Error())
+	}
+	if err := readQueryDir(*queryDir, sources, &sum.Query); err != nil {
+		return failAll(err.Error())
+	}
 	o := FetchOptions{
 		Dir: *dir, Extract: *extract, Retries: *retries, Backoff: *backoff, Timeout: *timeout, Logf: logf,
-		HTTP: &HTTPFetcher{Client: &http.Client{Transport: http.DefaultTransport}, Header: header, ChecksumURL: *checksumURL},
+		HTTP: &HTTPFetcher{Client: &http.Client{Transport: http.DefaultTransport}, Header: header, ChecksumURL: sum.Public, ChecksumQuery: sum.Query},
 	}
 	for _, s := range sources {
 		if strings.HasPrefix(s.URL, "s3://") {
@@ -81,6 +97,32 @@ func mainFetch(ctx context.Context, args []string, stdout, stderr io.Writer, ter
 	}
 	logf("fetching %d sources into %s", len(sources), *dir)
 	return finish(Fetch(ctx, sources, o), nil, stdout, stderr, terminationPath)
+}
+
+// readQueryDir reads the run's query secret: file source-N holds the query
+// of the N-th source, checksum-url that of the checksum URL. Queries are
+// never logged.
+func readQueryDir(dir string, sources sourceFlags, checksum *string) error {
+	if dir == "" {
+		return nil
+	}
+	read := func(name string, into *string) error {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("reading the URL queries: %w", err)
+		}
+		*into = strings.TrimSpace(string(b))
+		return nil
+	}
+	for i := range sources {
+		if err := read(fmt.Sprintf("source-%d", i), &sources[i].Query); err != nil {
+			return err
+		}
+	}
+	return read("checksum-url", checksum)
 }
 
 // readHeaderDir reads a mounted secret of HTTP headers: each file's name is a

@@ -13,11 +13,9 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/coral-dev/coral/pkg/artifact"
 	"github.com/coral-dev/coral/pkg/cmd/cmdutil"
-	"github.com/coral-dev/coral/pkg/cmd/prefetch"
 	injectlib "github.com/coral-dev/coral/pkg/inject"
-	"github.com/coral-dev/coral/pkg/jobs"
-	"github.com/coral-dev/coral/pkg/plan"
 	"github.com/coral-dev/coral/pkg/source"
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
@@ -69,7 +67,7 @@ type ArtifactOptions struct {
 
 // NewCmdArtifact builds `kubectl coral inject artifact`.
 func NewCmdArtifact(flags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
-	o := &ArtifactOptions{IOStreams: streams, configFlags: flags, DryRun: "none", DestRoot: jobs.DefaultArtifactRoot}
+	o := &ArtifactOptions{IOStreams: streams, configFlags: flags, DryRun: "none", DestRoot: artifact.DefaultRoot}
 	cmd := &cobra.Command{
 		Use:   "artifact NAME (TYPE/NAME... | -f FILE) [--mount-path PATH] [-c CONTAINER]",
 		Short: "Mount a prefetched artifact into workloads and keep them on nodes that hold it",
@@ -158,7 +156,7 @@ func (o *ArtifactOptions) Validate() error {
 	case o.DryRun != "none" && o.DryRun != "client":
 		return cmdutil.BadInputf(`--dry-run must be "client" (or unset), got %q`, o.DryRun)
 	}
-	return prefetch.ValidateArtifactName(o.Name)
+	return cmdutil.BadInput(artifact.ValidateName(o.Name))
 }
 
 // hostPath finds the artifact's directory on the nodes that hold it. Nodes
@@ -170,7 +168,7 @@ func (o *ArtifactOptions) hostPath(ctx context.Context) (string, error) {
 		fmt.Fprintf(o.ErrOut, "warning: no cluster to check which nodes hold artifact %q; using %s\n", o.Name, def)
 		return def, nil
 	}
-	label := prefetch.ArtifactLabel(o.Name)
+	label := artifact.LabelKey(o.Name)
 	nodes, err := o.client.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: label})
 	if err != nil {
 		if o.Local {
@@ -189,8 +187,7 @@ func (o *ArtifactOptions) hostPath(ctx context.Context) (string, error) {
 	}
 	paths := map[string][]string{}
 	for _, n := range nodes.Items {
-		t := plan.Task{Node: n.Name, HostRoot: plan.HostRoot(&n), ArtifactRoot: n.Annotations[plan.AnnotationArtifactRoot]}
-		p := jobs.ArtifactDir(t, jobs.ArtifactSpec{Name: o.Name, Root: o.DestRoot})
+		p := artifact.NodeDir(&n, o.DestRoot, o.Name)
 		paths[p] = append(paths[p], n.Name)
 	}
 	if len(paths) > 1 {
@@ -213,7 +210,7 @@ func (o *ArtifactOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	a := injectlib.Artifact{Name: o.Name, HostPath: hp, MountPath: o.MountPath, NodeLabel: prefetch.ArtifactLabel(o.Name), Containers: o.Containers}
+	a := injectlib.Artifact{Name: o.Name, HostPath: hp, MountPath: o.MountPath, NodeLabel: artifact.LabelKey(o.Name), Containers: o.Containers}
 	if o.Local {
 		return o.runLocal(a)
 	}

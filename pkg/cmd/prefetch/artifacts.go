@@ -2,18 +2,18 @@ package prefetch
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"net/textproto"
 	"net/url"
 	"path"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/coral-dev/coral/pkg/artifact"
+	"github.com/coral-dev/coral/pkg/artifact/artifacturl"
 	"github.com/coral-dev/coral/pkg/cmd/cmdutil"
 	"github.com/coral-dev/coral/pkg/jobs"
 	"github.com/coral-dev/coral/pkg/plan"
@@ -22,17 +22,9 @@ import (
 	"github.com/spf13/cobra"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 )
-
-// ArtifactLabelPrefix starts the node label that says a node holds a
-// verified artifact: artifacts.coral.dev/<name>=<first 12 hex digits of its digest>.
-const ArtifactLabelPrefix = "artifacts.coral.dev/"
-
-// ArtifactLabel is the node label key for an artifact name.
-func ArtifactLabel(name string) string { return ArtifactLabelPrefix + name }
 
 // ArtifactsOptions holds everything `kubectl coral prefetch artifacts` needs.
 type ArtifactsOptions struct {
@@ -51,6 +43,8 @@ type ArtifactsOptions struct {
 	SourceTimeout time.Duration
 
 	sources []string
+	parsed  []artifacturl.Source
+	sum     artifacturl.Source // the parsed --checksum-url
 	s3Keys  map[string]string
 }
 
@@ -58,7 +52,7 @@ type ArtifactsOptions struct {
 func NewArtifactsOptions(flags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *ArtifactsOptions {
 	o := &ArtifactsOptions{
 		RunOptions:    newRunOptions(flags, streams),
-		DestRoot:      jobs.DefaultArtifactRoot,
+		DestRoot:      artifact.DefaultRoot,
 		S3Region:      "us-east-1",
 		SourceTimeout: 30 * time.Minute,
 	}
@@ -98,10 +92,17 @@ connections resume with Range; 5xx and 429 are retried, 4xx are not.
 --extract unpacks tar / tar.gz archives into NAME/<archive name without .tar.gz>,
 refusing entries that would escape the directory.
 
-A node that holds the verified artifact gets the label
-artifacts.coral.dev/NAME=<first 12 hex digits of its digest>; use
-"kubectl coral inject artifact" to mount it into workloads that then run only
-on such nodes.`,
+A node that holds every source, verified, gets the label
+artifacts.coral.dev/NAME=<first 12 hex digits of its digest>; the label comes
+off before a run changes the node's copy and is set again only after a full
+success, so it always describes the disk. Use "kubectl coral inject artifact"
+to mount the artifact into workloads that then run only on such nodes.
+
+A URL's query (pre-signed URLs) is sent with the request only: Jobs, logs,
+the report and the manifest show the URL without it, and the workers get it
+from a Secret the run creates and deletes. URLs with a user name or password
+are refused: use --header-secret, whose headers go only to the source's own
+host.`,
 		Example: `  # A model from a web server onto the GPU pool, verified
   kubectl coral prefetch artifacts https://models.example.com/bert.tar.gz --name bert --sha256 9f2c… -l pool=gpu
 
@@ -129,17 +130,6 @@ on such nodes.`,
 	return cmd
 }
 
-var artifactName = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$`)
-
-// ValidateArtifactName checks that name is safe as a directory name and as
-// the name part of a node label key.
-func ValidateArtifactName(name string) error {
-	if !artifactName.MatchString(name) {
-		return cmdutil.BadInputf("artifact name %q: use lower-case letters, digits, '.', '_' and '-', starting and ending with a letter or digit, at most 63 characters", name)
-	}
-	return nil
-}
-
 // Complete reads the sources and sets up the client.
 func (o *ArtifactsOptions) Complete(cmd *cobra.Command, args []string) error {
 	o.sources = args
@@ -159,8 +149,8 @@ func (o *ArtifactsOptions) Validate() error {
 		return cmdutil.BadInputf("no sources given: name http(s):// or s3:// URLs as arguments (see --help)")
 	case o.Name == "":
 		return cmdutil.BadInputf("--name is required: the artifact's directory on each node and its label")
-	case ValidateArtifactName(o.Name) != nil:
-		return ValidateArtifactName(o.Name)
+	case artifact.ValidateName(o.Name) != nil:
+		return cmdutil.BadInput(artifact.ValidateName(o.Name))
 	case !path.IsAbs(o.DestRoot):
 		return cmdutil.BadInputf("--dest-root %q must be an absolute path", o.DestRoot)
 	case o.SourceTimeout <= 0:
@@ -173,33 +163,20 @@ func (o *ArtifactsOptions) Validate() error {
 		return cmdutil.BadInputf("--sha256 and --checksum-url cannot be used together")
 	}
 	seen := map[string]bool{}
-	for i, s := range o.sources {
-		u, err := url.Parse(s)
+	o.parsed = make([]artifacturl.Source, len(o.sources))
+	for i, raw := range o.sources {
+		src, err := artifacturl.Parse(raw)
 		if err != nil {
-			return cmdutil.BadInputf("source %q is not a valid URL: %v", s, err)
+			return cmdutil.BadInput(err)
 		}
-		switch u.Scheme {
-		case "http", "https":
-			if u.Host == "" {
-				return cmdutil.BadInputf("source %q has no host", s)
+		o.parsed[i] = src
+		if src.Prefix {
+			if len(o.SHA256) > 0 {
+				return cmdutil.BadInputf("source %q is a prefix: --sha256 applies to single files; leave it out (each object is verified against the store's checksum when it keeps one)", src.Display())
 			}
-			if b := path.Base(u.Path); b == "/" || b == "." {
-				return cmdutil.BadInputf("source %q names no file: give the URL of a file", s)
+			if o.Extract {
+				return cmdutil.BadInputf("source %q is a prefix: --extract applies to single archives", src.Display())
 			}
-		case "s3":
-			if u.Host == "" {
-				return cmdutil.BadInputf("source %q has no bucket: use s3://bucket/key or s3://bucket/prefix/", s)
-			}
-			if strings.HasSuffix(u.Path, "/") || u.Path == "" {
-				if len(o.SHA256) > 0 {
-					return cmdutil.BadInputf("source %q is a prefix: --sha256 applies to single files; leave it out (each object is verified against the store's checksum when it keeps one)", s)
-				}
-				if o.Extract {
-					return cmdutil.BadInputf("source %q is a prefix: --extract applies to single archives", s)
-				}
-			}
-		default:
-			return cmdutil.BadInputf("source %q: unsupported scheme %q (use http://, https:// or s3://)", s, u.Scheme)
 		}
 		if len(o.SHA256) > 0 {
 			h := strings.ToLower(strings.TrimPrefix(o.SHA256[i], "sha256:"))
@@ -208,20 +185,27 @@ func (o *ArtifactsOptions) Validate() error {
 			}
 			o.SHA256[i] = h
 		}
-		name := path.Base(u.Path)
-		if seen[name] && !strings.HasSuffix(u.Path, "/") {
-			return cmdutil.BadInputf("two sources would both be saved as %q in the artifact directory", name)
+		if !src.Prefix {
+			if seen[src.FileName] {
+				return cmdutil.BadInputf("two sources would both be saved as %q in the artifact directory", src.FileName)
+			}
+			seen[src.FileName] = true
 		}
-		seen[name] = true
 	}
 	if o.ChecksumURL != "" {
-		if u, err := url.Parse(o.ChecksumURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") {
-			return cmdutil.BadInputf("--checksum-url %q: want an http(s) URL", o.ChecksumURL)
+		sum, err := artifacturl.ParseChecksum(o.ChecksumURL)
+		if err != nil {
+			return cmdutil.BadInput(err)
 		}
+		o.sum = sum
 	}
 	if o.S3Endpoint != "" {
-		if u, err := url.Parse(o.S3Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return cmdutil.BadInputf("--s3-endpoint %q: want a URL such as https://minio.local:9000", o.S3Endpoint)
+		u, err := url.Parse(o.S3Endpoint)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return cmdutil.BadInputf("--s3-endpoint %q: want a URL such as https://minio.local:9000", artifacturl.Redact(o.S3Endpoint))
+		}
+		if u.User != nil || u.RawQuery != "" {
+			return cmdutil.BadInputf("--s3-endpoint %q: credentials do not go in the endpoint URL; put them in --s3-secret", artifacturl.Redact(o.S3Endpoint))
 		}
 	}
 	return o.validate()
@@ -291,12 +275,31 @@ func keyList(data map[string][]byte) string {
 }
 
 func (o *ArtifactsOptions) spec() jobs.ArtifactSpec {
-	return jobs.ArtifactSpec{
-		Name: o.Name, Root: o.DestRoot, Extract: o.Extract, ChecksumURL: o.ChecksumURL,
+	a := jobs.ArtifactSpec{
+		Name: o.Name, Root: o.DestRoot, Extract: o.Extract, ChecksumURL: o.sum.Public,
 		HeaderSecret: o.HeaderSecret,
 		S3Secret:     o.S3Secret, S3Keys: o.s3Keys, S3Endpoint: o.S3Endpoint, S3Region: o.S3Region, S3PathStyle: o.S3PathStyle,
 		SourceTimeout: o.SourceTimeout,
 	}
+	if len(o.queries()) > 0 {
+		a.QuerySecret = jobs.QuerySecretName(o.runID)
+	}
+	return a
+}
+
+// queries are the URLs' query strings, which the run's query secret carries
+// to the workers (pre-signed URLs keep their credentials there).
+func (o *ArtifactsOptions) queries() map[string]string {
+	q := map[string]string{}
+	for i, s := range o.parsed {
+		if s.Query != "" {
+			q[jobs.QueryKey(i)] = s.Query
+		}
+	}
+	if o.sum.Query != "" {
+		q[jobs.ChecksumQueryKey] = o.sum.Query
+	}
+	return q
 }
 
 // Run plans, runs, labels the nodes that hold the artifact, and reports.
@@ -304,9 +307,9 @@ func (o *ArtifactsOptions) Run(ctx context.Context) error {
 	if err := o.readSecrets(ctx); err != nil {
 		return err
 	}
-	items := make([]plan.Item, len(o.sources))
-	for i, s := range o.sources {
-		items[i] = plan.Item{Ref: s}
+	items := make([]plan.Item, len(o.parsed))
+	for i, s := range o.parsed {
+		items[i] = plan.Item{Ref: s.Public}
 		if len(o.SHA256) > 0 {
 			items[i].ExpectedDigest = o.SHA256[i]
 		}
@@ -321,19 +324,39 @@ func (o *ArtifactsOptions) Run(ctx context.Context) error {
 	dirs := map[string]string{}
 	for _, t := range p.Tasks {
 		nj := run.NodeJob{Node: t.Node, Job: jobs.ForArtifactTask(t, spec, a)}
-		for _, it := range t.Items {
-			nj.Images = append(nj.Images, it.Ref)
+		for i := range t.Items {
+			nj.Images = append(nj.Images, o.parsed[i].Display())
 			nj.Expected = append(nj.Expected, "")
 		}
 		dirs[t.Node] = jobs.ArtifactDir(t, a)
 		njs = append(njs, nj)
+	}
+	labels, removed := map[string]string{}, map[string]string{}
+	if o.DryRun == "none" && len(njs) > 0 {
+		// Everything that can refuse the run does so before a node changes.
+		if err := run.Preflight(ctx, o.client, njs[0].Job, o.mode(len(njs))); err != nil {
+			if ctx.Err() != nil {
+				return &cmdutil.ExitError{Code: cmdutil.ExitInterrupted, Err: errors.New("interrupted before any Job was created")}
+			}
+			return cmdutil.BadInput(err)
+		}
+		if a.QuerySecret != "" {
+			cleanup, err := o.createQuerySecret(ctx)
+			if err != nil {
+				return err
+			}
+			defer cleanup()
+		}
+		if labels, removed, err = o.unlabel(ctx, p); err != nil {
+			return err
+		}
 	}
 	out, err := o.execute(ctx, report.KindArtifactReport, p, njs, func(nrs []run.NodeResult) []report.Result {
 		var rows []report.Result
 		for _, nr := range nrs {
 			for j, it := range nr.Items {
 				rows = append(rows, report.Result{
-					Node: nr.Node, Artifact: o.Name, Source: o.sources[j], Path: dirs[nr.Node], Status: it.Status,
+					Node: nr.Node, Artifact: o.Name, Source: o.parsed[j].Display(), Path: dirs[nr.Node], Status: it.Status,
 					Digest: it.Digest, SizeBytes: it.SizeBytes, DurationSeconds: float64(it.DurationMs) / 1000,
 					Attempts: it.Attempts, Message: it.Message,
 				})
@@ -341,71 +364,136 @@ func (o *ArtifactsOptions) Run(ctx context.Context) error {
 		}
 		return append(rows, skippedResults(p, func(node, reason string) []report.Result {
 			var r []report.Result
-			for _, s := range o.sources {
-				r = append(r, report.Result{Node: node, Artifact: o.Name, Source: s, Status: report.StatusSkipped, Message: reason})
+			for _, s := range o.parsed {
+				r = append(r, report.Result{Node: node, Artifact: o.Name, Source: s.Display(), Status: report.StatusSkipped, Message: reason})
 			}
 			return r
 		})...)
 	})
 	if err != nil {
+		// Nothing ran: the labels removed for the run go back.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		for _, e := range artifact.Restore(rctx, o.client.CoreV1().Nodes(), o.Name, removed) {
+			fmt.Fprintf(o.ErrOut, "error: %v\n", e)
+		}
 		return err
 	}
-	if !out.dryRun && !out.interrupted {
-		o.labelNodes(ctx, out.report)
+	var labelErrs []*artifact.LabelError
+	if !out.dryRun {
+		labelErrs = o.relabel(ctx, p, out.report, labels)
 	}
-	return o.finish(out)
+	err = o.finish(out)
+	if len(labelErrs) > 0 && cmdutil.Code(err) == cmdutil.ExitOK {
+		return &cmdutil.ExitError{Code: cmdutil.ExitFailed, Err: fmt.Errorf("the artifact is on every node, but %d node labels could not be written (see the report): workloads injected with kubectl coral inject artifact will not run there", len(labelErrs))}
+	}
+	return err
 }
 
-// labelNodes labels every node on which every source succeeded with the
-// artifact's short digest. A node where anything failed is left as it was:
-// its previous content (and label, if any) is intact.
-func (o *ArtifactsOptions) labelNodes(ctx context.Context, rep *report.PrefetchReport) {
-	byNode := map[string][]report.Result{}
-	for _, r := range rep.Results {
-		byNode[r.Node] = append(byNode[r.Node], r)
+// createQuerySecret creates the run's query secret and returns the function
+// that deletes it.
+func (o *ArtifactsOptions) createQuerySecret(ctx context.Context) (func(), error) {
+	sec := jobs.ArtifactQuerySecret(o.runID, o.namespace, o.queries())
+	if _, err := o.client.CoreV1().Secrets(o.namespace).Create(ctx, sec, metav1.CreateOptions{}); err != nil {
+		return nil, cmdutil.BadInput(fmt.Errorf("%w (a URL with a query is passed to the nodes through a Secret the run creates and deletes, so that its credentials stay out of Jobs, logs and reports: Coral needs to create and delete secrets in namespace %s)", explainAPI(err, "creating the secret for the URLs' queries"), o.namespace))
 	}
-	for node, rows := range byNode {
-		digests := make([]string, 0, len(rows))
-		ok := true
-		for _, r := range rows {
-			if !r.Status.Succeeded() {
-				ok = false
-			}
-			digests = append(digests, r.Digest)
+	return func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		err := o.client.CoreV1().Secrets(o.namespace).Delete(dctx, sec.Name, metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			fmt.Fprintf(o.ErrOut, "warning: the secret %s holds the URLs' queries and could not be deleted: %v; delete it: kubectl delete secret -n %s %s\n", sec.Name, shortErr(err), o.namespace, sec.Name)
 		}
-		if !ok {
+	}, nil
+}
+
+// labelValue is the label a full success will set, when known before the
+// run (every source has an expected digest); "" otherwise.
+func (o *ArtifactsOptions) labelValue() string {
+	if len(o.SHA256) != len(o.parsed) || len(o.SHA256) == 0 {
+		return ""
+	}
+	d := make([]string, len(o.SHA256))
+	for i, h := range o.SHA256 {
+		d[i] = "sha256:" + h
+	}
+	return artifact.LabelValue(d)
+}
+
+// unlabel removes the artifact's label from the nodes the run may change
+// (see pkg/artifact), and returns the label state the run starts from.
+func (o *ArtifactsOptions) unlabel(ctx context.Context, p *plan.Plan) (current, removed map[string]string, err error) {
+	nodes := o.client.CoreV1().Nodes()
+	current, err = artifact.Labels(ctx, nodes, o.Name)
+	if err != nil {
+		return nil, nil, cmdutil.BadInput(explainAPI(err, "reading which nodes hold artifact "+o.Name))
+	}
+	targets := make([]string, len(p.Tasks))
+	for i, t := range p.Tasks {
+		targets[i] = t.Node
+	}
+	removed, errs := artifact.Unlabel(ctx, nodes, o.Name, targets, current, o.labelValue())
+	if len(errs) == 0 {
+		return current, removed, nil
+	}
+	msgs := make([]string, len(errs))
+	for i, e := range errs {
+		msgs[i] = e.Error()
+	}
+	err = fmt.Errorf("%s: a node's label must come off before its copy of the artifact changes; nothing was run (Coral needs to patch nodes: see the RBAC section of the README)", explainAPI(errs[0].Err, strings.Join(msgs, "; ")))
+	// Nothing ran: put back what came off, so that nothing changed.
+	if rerrs := artifact.Restore(ctx, nodes, o.Name, removed); len(rerrs) > 0 {
+		return nil, nil, &cmdutil.ExitError{Code: cmdutil.ExitFailed, Err: fmt.Errorf("%w; and %v", err, rerrs[0])}
+	}
+	return nil, nil, cmdutil.BadInput(err)
+}
+
+// relabel sets the artifact's label on every node where every source
+// succeeded and keeps it off the others; a failed write is noted on the
+// node's rows and returned.
+func (o *ArtifactsOptions) relabel(ctx context.Context, p *plan.Plan, rep *report.PrefetchReport, current map[string]string) []*artifact.LabelError {
+	planned := map[string]bool{}
+	for _, t := range p.Tasks {
+		planned[t.Node] = true
+	}
+	byNode := map[string]*artifact.NodeOutcome{}
+	var outcomes []artifact.NodeOutcome
+	for _, r := range rep.Results {
+		if !planned[r.Node] {
 			continue
 		}
-		value := ShortArtifactDigest(digests)
-		patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"labels": map[string]string{ArtifactLabel(o.Name): value}}})
-		if _, err := o.client.CoreV1().Nodes().Patch(ctx, node, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
-			fmt.Fprintf(o.ErrOut, "warning: labelling node %s with %s=%s: %v\n", node, ArtifactLabel(o.Name), value, explainAPI(err, "patching the node"))
-			for i := range rep.Results {
-				if rep.Results[i].Node == node {
-					rep.Results[i].Message = strings.TrimSpace(rep.Results[i].Message + " (node not labelled: " + shortErr(err) + ")")
-				}
+		oc := byNode[r.Node]
+		if oc == nil {
+			oc = &artifact.NodeOutcome{Node: r.Node, Succeeded: true}
+			byNode[r.Node] = oc
+		}
+		if !r.Status.Succeeded() {
+			oc.Succeeded = false
+		}
+		oc.Digests = append(oc.Digests, r.Digest)
+	}
+	for _, t := range p.Tasks {
+		if oc := byNode[t.Node]; oc != nil {
+			outcomes = append(outcomes, *oc)
+		} else {
+			outcomes = append(outcomes, artifact.NodeOutcome{Node: t.Node}) // no result: not known to hold it
+		}
+	}
+	// An interrupted run still labels what it finished: briefly, past Ctrl-C.
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	errs := artifact.Relabel(lctx, o.client.CoreV1().Nodes(), o.Name, outcomes, current)
+	for _, e := range errs {
+		what := "node not labelled"
+		if !e.Set {
+			what = "the node's label could not be removed though its copy is incomplete"
+		}
+		fmt.Fprintf(o.ErrOut, "error: %s\n", explainAPI(e.Err, e.Error()))
+		for i := range rep.Results {
+			if rep.Results[i].Node == e.Node {
+				rep.Results[i].Message = strings.TrimSpace(rep.Results[i].Message + " (" + what + ": " + shortErr(e.Err) + ")")
 			}
 		}
 	}
-}
-
-// ShortArtifactDigest is the label value for an artifact made of the given
-// item digests: the first 12 hex digits of its one digest, or of the digest
-// of the sorted list when there are several.
-func ShortArtifactDigest(digests []string) string {
-	if len(digests) == 1 {
-		return shortHex(digests[0])
-	}
-	s := append([]string(nil), digests...)
-	sort.Strings(s)
-	h := sha256.Sum256([]byte(strings.Join(s, "\n")))
-	return hex.EncodeToString(h[:])[:12]
-}
-
-func shortHex(d string) string {
-	d = strings.TrimPrefix(d, "sha256:")
-	if len(d) > 12 {
-		return d[:12]
-	}
-	return d
+	return errs
 }

@@ -44,6 +44,11 @@ func TestArtifactsBadInputCreatesNothing(t *testing.T) {
 		{"missing s3 secret", []string{"s3://b/k", "--name", "bert", "--s3-secret", "nope"}, "no such secret"},
 		{"malformed s3 secret", []string{"s3://b/k", "--name", "bert", "--s3-secret", "opaque"}, "AWS_ACCESS_KEY_ID"},
 		{"missing header secret", []string{"https://m.example/bert.bin", "--name", "bert", "--header-secret", "nope"}, "no such secret"},
+		{"password in a source", []string{"https://user:S3CR3T@m.example/bert.bin", "--name", "bert"}, "user name or password"},
+		{"token in a source's user", []string{"https://S3CR3T@m.example/bert.bin", "--name", "bert"}, "--header-secret"},
+		{"password in the checksum URL", []string{"https://m.example/bert.bin", "--name", "bert", "--checksum-url", "https://u:S3CR3T@m.example/SUMS"}, "user name or password"},
+		{"password in the s3 endpoint", []string{"s3://b/k", "--name", "bert", "--s3-endpoint", "https://u:S3CR3T@minio:9000"}, "--s3-secret"},
+		{"query on an s3 source", []string{"s3://b/k?versionId=S3CR3T", "--name", "bert"}, "no query"},
 		{"selector matches no node", []string{"https://m.example/bert.bin", "--name", "bert", "-l", "pool=gpu"}, "no node matched"},
 	}
 	for _, tt := range tests {
@@ -54,6 +59,9 @@ func TestArtifactsBadInputCreatesNothing(t *testing.T) {
 			}
 			if len(r.writes) > 0 {
 				t.Fatalf("bad input wrote to the cluster: %v", r.writes)
+			}
+			if strings.Contains(r.err.Error()+r.stdout+r.stderr, "S3CR3T") {
+				t.Fatalf("the message repeats a secret: %v", r.err)
 			}
 		})
 	}
@@ -74,12 +82,20 @@ func TestArtifactsDryRun(t *testing.T) {
 	}
 }
 
-func TestShortArtifactDigest(t *testing.T) {
-	a, b := "sha256:"+strings.Repeat("1", 64), "sha256:"+strings.Repeat("2", 64)
-	if got := ShortArtifactDigest([]string{a}); got != strings.Repeat("1", 12) {
-		t.Errorf("one source: %s", got)
+// A pre-signed URL's query stays out of the Jobs: it goes to the worker
+// through the run's query secret, mounted as files.
+func TestArtifactsQueryStaysOutOfJobs(t *testing.T) {
+	r := runArtifacts(t, "https://b.s3.amazonaws.com/m/bert.bin?X-Amz-Signature=S3CR3T&X-Amz-Expires=600", "--name", "bert",
+		"--checksum-url", "https://b.s3.amazonaws.com/m/SUMS?X-Amz-Signature=S3CR3T2", "--nodes", "web-1", "--dry-run=client", "-o", "yaml")
+	if r.err != nil || len(r.writes) > 0 {
+		t.Fatalf("err %v, writes %v", r.err, r.writes)
 	}
-	if ShortArtifactDigest([]string{a, b}) != ShortArtifactDigest([]string{b, a}) || len(ShortArtifactDigest([]string{a, b})) != 12 {
-		t.Error("several sources: order must not matter, 12 hex digits")
+	if strings.Contains(r.stdout+r.stderr, "S3CR3T") {
+		t.Fatalf("the Job holds the URL's query:\n%s", r.stdout)
+	}
+	for _, want := range []string{"--source=https://b.s3.amazonaws.com/m/bert.bin", "--checksum-url=https://b.s3.amazonaws.com/m/SUMS", "--query-dir=/var/run/coral/queries", "-queries"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("dry-run output lacks %q", want)
+		}
 	}
 }
