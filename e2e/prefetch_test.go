@@ -17,6 +17,9 @@ import (
 
 	"github.com/coral-dev/coral/pkg/report"
 	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -77,7 +80,17 @@ func TestPrefetchMissingImageFailsOnEveryNode(t *testing.T) {
 	ns := c.namespace(t, nil)
 	good, goodDigest := c.pushRandomImage(t, c.env["CORAL_REGISTRY"], "good", nil)
 	missing := c.env["CORAL_REGISTRY"] + "/e2e/does-not-exist:v404"
+	// The registry says it does not exist: refused before anything is created.
 	res := c.coral(t, nil, "prefetch", "images", good, missing, "-l", "pool=web", "-n", ns, "-o", "json")
+	if res.code != 2 || !strings.Contains(res.stderr, "do not exist") || !strings.Contains(res.stderr, "--no-resolve") {
+		t.Fatalf("exit %d, want 2 naming the missing image and --no-resolve\n%s", res.code, res.stderr)
+	}
+	if objs := c.coralObjects(t, ns); len(objs) != 0 {
+		t.Fatalf("objects created before the refusal: %v", objs)
+	}
+	// With --no-resolve (nodes may pull through a mirror this machine cannot
+	// see) every node asks for it and fails, and the good image still lands.
+	res = c.coral(t, nil, "prefetch", "images", good, missing, "--no-resolve", "-l", "pool=web", "-n", ns, "-o", "json")
 	if res.code != 1 {
 		t.Fatalf("exit %d, want 1", res.code)
 	}
@@ -100,9 +113,40 @@ func TestPrefetchMissingImageFailsOnEveryNode(t *testing.T) {
 			t.Errorf("%s: not-found was retried (%d attempts)", n, r.Attempts)
 		}
 	}
-	if !strings.Contains(res.stderr, "cannot resolve") {
-		t.Errorf("no warning about the unresolvable image on stderr")
+	c.expectNoOrphans(t, ns)
+}
+
+// Without a resolved digest a moved tag is pulled anew, never reported
+// Present because some old bytes sit under the tag (issue 9, defect 1).
+func TestPrefetchNoResolveFollowsAMovedTag(t *testing.T) {
+	c := getCluster(t)
+	ns := c.namespace(t, nil)
+	ref, first := c.pushRandomImage(t, c.env["CORAL_REGISTRY"], "moving", nil)
+	node := webNodes[0]
+	run := func(want report.Status, digest string) {
+		t.Helper()
+		res := c.coral(t, nil, "prefetch", "images", ref, "--no-resolve", "--nodes", node, "-n", ns, "-o", "json")
+		r := byNodeImage(res.report)[node][ref]
+		if res.code != 0 || r.Status != want || r.Digest != digest {
+			t.Fatalf("exit %d, %s %s %q; want %s %s", res.code, r.Status, r.Digest, r.Message, want, digest)
+		}
+		if has, digests := c.nodeHas(t, node, ref); !has || !strings.Contains(strings.Join(digests, " "), digest) {
+			t.Fatalf("the runtime of %s holds %v under %s, want %s", node, digests, ref, digest)
+		}
 	}
+	run(report.StatusPulled, first)
+	run(report.StatusPresent, first)
+	// The tag moves: push other bytes under the same name.
+	img, err := random.Image(64*1024, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ := name.ParseReference(ref)
+	if err := remote.Write(r, img); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := img.Digest()
+	run(report.StatusPulled, d.String())
 	c.expectNoOrphans(t, ns)
 }
 
@@ -510,21 +554,32 @@ func TestPrefetchPin(t *testing.T) {
 	c := getCluster(t)
 	ns := c.namespace(t, nil)
 	img, _ := c.pushRandomImage(t, c.env["CORAL_REGISTRY"], "pinned", nil)
+	// --pin promises "kept until unpinned": the node that cannot pin fails
+	// the run (exit 1), the others are pinned for real.
 	res := c.coral(t, nil, "prefetch", "images", img, "--pin", "-n", ns, "-o", "json")
-	if res.code != 0 {
-		t.Fatalf("exit %d\n%s", res.code, res.stdout)
+	if res.code != 1 {
+		t.Fatalf("--pin with a node that cannot pin: exit %d, want 1\n%s", res.code, res.stdout)
 	}
 	got := byNodeImage(res.report)
 	for _, n := range webNodes {
-		if r := got[n][img]; !r.Pinned || r.Message != "" {
+		if r := got[n][img]; !r.Pinned || r.Message != "" || !r.Status.Succeeded() {
 			t.Errorf("%s: %+v, want pinned", n, r)
 		}
 		if !c.criPinned(t, n, img) {
 			t.Errorf("%s: the runtime does not report %s pinned", n, img)
 		}
 	}
-	if r := got[batchNode][img]; r.Status != report.StatusPulled || r.Pinned || !strings.Contains(r.Message, "not pinned") {
-		t.Errorf("%s (containerd 1.6.20): %+v, want Pulled with a clear 'not pinned'", batchNode, r)
+	if r := got[batchNode][img]; r.Status != report.StatusFailed || r.Pinned || !strings.Contains(r.Message, "not pinned") || !strings.Contains(r.Message, "best-effort") {
+		t.Errorf("%s (containerd 1.6.20): %+v, want Failed with a clear 'not pinned' and the way out", batchNode, r)
+	}
+	c.expectNoOrphans(t, ns)
+	// --pin=best-effort: the same node is reported, the run succeeds.
+	res = c.coral(t, nil, "prefetch", "images", img, "--pin=best-effort", "-n", ns, "-o", "json")
+	if res.code != 0 {
+		t.Fatalf("--pin=best-effort: exit %d, want 0\n%s", res.code, res.stdout)
+	}
+	if r := byNodeImage(res.report)[batchNode][img]; !r.Status.Succeeded() || r.Pinned || !strings.Contains(r.Message, "not pinned") {
+		t.Errorf("%s with --pin=best-effort: %+v, want Present/Pulled with 'not pinned'", batchNode, r)
 	}
 	c.expectNoOrphans(t, ns)
 }
