@@ -762,9 +762,25 @@ start_cluster() {
   wait_ready
 }
 
+# raise_inotify_limits: every containerd and kubelet takes inotify
+# instances; with the default of 128 per user a second cluster on the same
+# machine (or a busy one) fails with "too many open files" in containerd's
+# CNI config watcher. Only ever raised, never lowered.
+raise_inotify_limits() {
+  local key want have
+  for key in max_user_instances:8192 max_user_watches:1048576; do
+    want=${key#*:} key=${key%%:*}
+    have=$(cat "/proc/sys/fs/inotify/$key" 2>/dev/null || echo 0)
+    if [ "$have" -lt "$want" ]; then
+      echo "$want" >"/proc/sys/fs/inotify/$key" 2>/dev/null || log "cannot raise fs.inotify.$key ($have); containerd may fail with 'too many open files'"
+    fi
+  done
+}
+
 main() {
   local t0=$SECONDS
   require_root
+  raise_inotify_limits
   lock_cluster
   check_path_lengths
   check_deps
