@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -556,5 +558,52 @@ func TestPrefetchArtifactsSignedURL(t *testing.T) {
 	res = c.coral(t, nil, "prefetch", "artifacts", "http://user:"+secret+"@"+l.Addr().String()+"/models/m.bin", "--name", name, "--nodes", node, "-n", ns)
 	if res.code != 2 || !strings.Contains(res.stderr, "--header-secret") || strings.Contains(res.stdout+res.stderr, secret) {
 		t.Errorf("a URL with a password: exit %d, want 2 with advice and without the password\n%s", res.code, res.stderr)
+	}
+}
+
+// --extract on a node: the second version of an archive replaces the first
+// tree in one exchange (renameat2 under the worker's seccomp profile), and
+// nothing of the staging is left.
+func TestPrefetchArtifactsExtractReplacesTree(t *testing.T) {
+	c := getCluster(t)
+	ns := c.namespace(t, nil)
+	archive := func(body string) []byte {
+		var buf bytes.Buffer
+		gz := gzip.NewWriter(&buf)
+		tw := tar.NewWriter(gz)
+		tw.WriteHeader(&tar.Header{Name: "bin/", Typeflag: tar.TypeDir, Mode: 0o755})
+		tw.WriteHeader(&tar.Header{Name: "bin/tool", Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(body))})
+		tw.Write([]byte(body))
+		tw.WriteHeader(&tar.Header{Name: "current", Typeflag: tar.TypeSymlink, Linkname: "bin/tool"})
+		tw.Close()
+		gz.Close()
+		return buf.Bytes()
+	}
+	var mu sync.Mutex
+	files := map[string][]byte{"/tools.tar.gz": archive("v1")}
+	base := lockedFileServer(t, c, &mu, files)
+	name := c.artifactName(t, "tools")
+	const node = "coral-node-3"
+	for _, v := range []string{"v1", "v2"} {
+		mu.Lock()
+		files["/tools.tar.gz"] = archive(v)
+		sum := hexSum(files["/tools.tar.gz"])
+		mu.Unlock()
+		res := c.coral(t, nil, "prefetch", "artifacts", base+"/tools.tar.gz", "--name", name, "--extract", "--sha256", sum, "--nodes", node, "-n", ns, "-o", "json")
+		if res.code != 0 {
+			t.Fatalf("%s: exit %d\n%s", v, res.code, res.stdout)
+		}
+		if b, err := os.ReadFile(filepath.Join(c.artifactDir(node, name), "tools", "current")); err != nil || string(b) != v {
+			t.Fatalf("%s: the tree holds %q (%v)", v, b, err)
+		}
+		if l, _ := c.artifactLabel(t, node, name); l != sum[:12] {
+			t.Errorf("%s: label %q, want %q", v, l, sum[:12])
+		}
+	}
+	ents, _ := os.ReadDir(c.artifactDir(node, name))
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ".coral-tmp") {
+			t.Errorf("left behind: %s", e.Name())
+		}
 	}
 }

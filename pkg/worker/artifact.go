@@ -215,6 +215,13 @@ func Fetch(ctx context.Context, sources []ArtifactSource, o FetchOptions) *repor
 		logf("ignoring an unreadable manifest: %v", err)
 		m = &Manifest{Items: map[string]ManifestItem{}}
 	}
+	// Older workers keyed items by the whole URL, query and user info
+	// included: such records are dropped (they are never looked up again).
+	for k := range m.Items {
+		if artifacturl.Redact(k) != k {
+			delete(m.Items, k)
+		}
+	}
 	for i, src := range sources {
 		start := time.Now()
 		sctx, cancel := ctx, context.CancelFunc(func() {})
