@@ -259,7 +259,8 @@ spec: {ports: [{port: 80}]}
 func TestPrefetchDryRun(t *testing.T) {
 	c := getCluster(t)
 	ns := c.namespace(t, nil)
-	img := c.env["CORAL_REGISTRY"] + "/e2e/dry-run:v1"
+	// A dry run predicts the real run, refusals included: the image must exist.
+	img, _ := c.pushRandomImage(t, c.env["CORAL_REGISTRY"], "dry-run", nil)
 	res := c.coral(t, nil, "prefetch", "images", img, "--dry-run=client", "-o", "yaml", "-n", ns)
 	if res.code != 0 {
 		t.Fatalf("exit %d", res.code)
