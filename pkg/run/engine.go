@@ -113,6 +113,13 @@ type Engine struct {
 	Holder string
 	// LeaseRenew is how often the run's Lease is renewed. Default 30s.
 	LeaseRenew time.Duration
+	// SyncCleanupMax is the largest run whose workers are deleted with one
+	// DeleteCollection before Run returns. The API server deletes a
+	// collection item by item inside one request, which outlives its 60 s
+	// request timeout at about a thousand Jobs (measured by bench-scale);
+	// larger runs that own a Lease leave the deletion to the garbage
+	// collector. Default 200.
+	SyncCleanupMax int
 }
 
 type nodeState struct {
@@ -163,7 +170,7 @@ func (e *Engine) Run(ctx context.Context, njs []NodeJob) (results []NodeResult, 
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	defer stopWatch()
 	if err := r.watch(ctx, watchCtx); err != nil {
-		r.deleteLease()
+		_ = r.deleteLease()
 		if ctx.Err() != nil {
 			return r.unfinished(), true, nil
 		}
@@ -231,6 +238,9 @@ func (e *Engine) defaults(n int) {
 	if e.NodeTimeout > 0 && e.WorkerStartGrace > e.NodeTimeout {
 		e.WorkerStartGrace = e.NodeTimeout
 	}
+	if e.SyncCleanupMax <= 0 {
+		e.SyncCleanupMax = 200
+	}
 	if e.LeaseRenew <= 0 {
 		e.LeaseRenew = 30 * time.Second
 	}
@@ -248,6 +258,7 @@ type runner struct {
 	attempted    int
 	owner        *metav1.OwnerReference
 	leaseCreated bool
+	leaseDeleted bool
 	allDone      chan struct{}
 	wake         chan struct{} // a slot may have freed
 	evq          *eventQueue
@@ -462,17 +473,20 @@ func (r *runner) checkDeadlines(ctx context.Context) {
 	}
 }
 
-// cleanup deletes every worker of the run: one DeleteCollection, then the
-// run's Lease (whose garbage collection catches anything the collection
-// missed). Nothing when KeepJobs.
+
+// cleanup deletes every worker of the run and the run's Lease. Small runs
+// (and runs without a Lease) delete their workers with one DeleteCollection
+// first; for larger ones deleting the Lease is the cleanup: the garbage
+// collector removes every Job and pod that names it (in the background,
+// about a minute per thousand nodes). Nothing when KeepJobs.
 func (r *runner) cleanup() error {
 	if r.e.KeepJobs {
 		return nil
 	}
-	defer r.deleteLease()
-	if r.attempted == 0 {
-		return nil
+	if r.attempted == 0 || (r.leaseCreated && r.attempted > r.e.SyncCleanupMax) {
+		return r.deleteLease()
 	}
+	defer func() { _ = r.deleteLease() }()
 	ctx, cancel := context.WithTimeout(context.Background(), r.e.CleanupTimeout)
 	defer cancel()
 	bg := metav1.DeletePropagationBackground

@@ -230,3 +230,33 @@ func TestLearnWidensOnlyForABackloggedControlPlane(t *testing.T) {
 		}
 	}
 }
+
+// A large run's cleanup is the Lease's deletion (the garbage collector
+// follows the owner references); no DeleteCollection that would outlive the
+// API server's request timeout.
+func TestRunLargeCleanupDeletesTheLease(t *testing.T) {
+	c := newClient()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	k := &kubelet{client: c, behave: func(node string, pod *corev1.Pod) bool {
+		succeed(pod, []string{"a:1", "b:2"}, report.StatusPulled)
+		return true
+	}}
+	k.start(t, ctx)
+	e := &Engine{Client: c, Namespace: ns, RunID: "big", MaxInFlight: 3, NodeTimeout: 10 * time.Second, SyncCleanupMax: 2}
+	if _, _, err := e.Run(ctx, nodeJobs("big", "n1", "n2", "n3")); err != nil {
+		t.Fatal(err)
+	}
+	var collections, leaseDeletes int
+	for _, a := range c.Actions() {
+		switch {
+		case a.GetVerb() == "delete-collection":
+			collections++
+		case a.GetVerb() == "delete" && a.GetResource().Resource == "leases":
+			leaseDeletes++
+		}
+	}
+	if collections != 0 || leaseDeletes != 1 {
+		t.Errorf("%d DeleteCollections, %d Lease deletes; want 0 and 1", collections, leaseDeletes)
+	}
+}

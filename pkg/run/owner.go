@@ -73,12 +73,17 @@ func (r *runner) renewLease(ctx context.Context) {
 
 // deleteLease deletes the Lease; the garbage collector removes whatever
 // still names it as owner.
-func (r *runner) deleteLease() {
-	if !r.leaseCreated || r.e.KeepJobs {
-		return
+func (r *runner) deleteLease() error {
+	if !r.leaseCreated || r.e.KeepJobs || r.leaseDeleted {
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), r.e.CleanupTimeout)
 	defer cancel()
 	bg := metav1.DeletePropagationBackground
-	_ = r.e.Client.CoordinationV1().Leases(r.e.Namespace).Delete(ctx, LeaseName(r.e.RunID), metav1.DeleteOptions{PropagationPolicy: &bg})
+	err := r.e.Client.CoordinationV1().Leases(r.e.Namespace).Delete(ctx, LeaseName(r.e.RunID), metav1.DeleteOptions{PropagationPolicy: &bg})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("deleting the run's Lease (kubectl delete lease -n %s %s, or kubectl coral gc): %w", r.e.Namespace, LeaseName(r.e.RunID), err)
+	}
+	r.leaseDeleted = true
+	return nil
 }
