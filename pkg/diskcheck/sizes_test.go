@@ -130,9 +130,9 @@ func TestImageSizesFromARegistry(t *testing.T) {
 
 func TestNodeNeed(t *testing.T) {
 	sizes := Sizes{
-		"reg.example/a:v1":          {Platform{}: {Blobs: []Blob{{"sha256:cfga", 10}, {"sha256:base", 1000}, {"sha256:a", 200}}}},
-		"reg.example/b:v1":          {Platform{}: {Blobs: []Blob{{"sha256:cfgb", 20}, {"sha256:base", 1000}, {"sha256:b", 300}}}},
-		"nginx:1.27":                {Platform{"linux", "amd64"}: {Blobs: []Blob{{"sha256:n1", 5000}}}, Platform{"linux", "arm64"}: {Blobs: []Blob{{"sha256:n2", 4000}}}},
+		"reg.example/a:v1": {Platform{}: {Blobs: []Blob{{"sha256:cfga", 10}, {"sha256:base", 1000}, {"sha256:a", 200}}}},
+		"reg.example/b:v1": {Platform{}: {Blobs: []Blob{{"sha256:cfgb", 20}, {"sha256:base", 1000}, {"sha256:b", 300}}}},
+		"nginx:1.27":       {Platform{"linux", "amd64"}: {Blobs: []Blob{{"sha256:n1", 5000}}}, Platform{"linux", "arm64"}: {Blobs: []Blob{{"sha256:n2", 4000}}}},
 		"reg.example/pinned@sha256:" + strings.Repeat("d", 64): {Platform{}: {Blobs: []Blob{{"sha256:p", 7}}}},
 	}
 	amd, arm := Platform{"linux", "amd64"}, Platform{"linux", "arm64"}
