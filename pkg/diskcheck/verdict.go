@@ -89,6 +89,11 @@ func Judge(node string, need int64, fs FsStats, highThreshold int) Verdict {
 		v.Message = fmt.Sprintf("needs at least %s, %s free of %s", HumanBytes(need), HumanBytes(avail), HumanBytes(fs.CapacityBytes))
 	case highThreshold < 100 && need > 0 && v.UsedPercentAfter >= highThreshold:
 		v.Status = OverGCThreshold
+		if v.UsedPercent >= highThreshold {
+			v.Message = fmt.Sprintf("needs at least %s, and the image filesystem is already %d%% used (%s free of %s, %d%% after): kubelet's image GC starts at %d%% and deletes unused images",
+				HumanBytes(need), v.UsedPercent, HumanBytes(avail), HumanBytes(fs.CapacityBytes), v.UsedPercentAfter, highThreshold)
+			break
+		}
 		v.Message = fmt.Sprintf("needs at least %s, which takes the image filesystem from %d%% to %d%% used (%s free of %s); kubelet's image GC starts at %d%% and deletes unused images",
 			HumanBytes(need), v.UsedPercent, v.UsedPercentAfter, HumanBytes(avail), HumanBytes(fs.CapacityBytes), highThreshold)
 	default:

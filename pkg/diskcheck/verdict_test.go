@@ -31,6 +31,8 @@ func TestJudge(t *testing.T) {
 			want: OverGCThreshold, after: 85},
 		{name: "16% free stays under 85%", need: 4 * gib, fs: FsStats{AvailableBytes: 20 * gib, CapacityBytes: 100 * gib}, threshold: 85,
 			want: Fits, after: 84},
+		{name: "already over the threshold", need: 1 * gib, fs: FsStats{AvailableBytes: 10 * gib, CapacityBytes: 100 * gib}, threshold: 85,
+			want: OverGCThreshold, after: 91, says: []string{"already 90% used", "91% after", "starts at 85%"}},
 		{name: "threshold 100 disables GC by usage", need: 19 * gib, fs: FsStats{AvailableBytes: 20 * gib, CapacityBytes: 100 * gib}, threshold: 100,
 			want: Fits, after: 99, says: []string{"image GC by disk usage off"}},
 		{name: "does not fit", need: 21 * gib, fs: FsStats{AvailableBytes: 20 * gib, CapacityBytes: 100 * gib}, threshold: 85,

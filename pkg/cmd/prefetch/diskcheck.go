@@ -217,6 +217,9 @@ func (o *ImagesOptions) checkDisk(ctx context.Context, d *diskCheckOptions, p *p
 			len(notFit), scope, strings.Join(notFit, "\n"))
 	}
 	line := fmt.Sprintf("disk check: %s checked, %d fit under kubelet's image-GC threshold; the most any needs is %s (compressed, a lower bound)", scope, fits, diskcheck.HumanBytes(most.NeedBytes))
+	if most.NeedBytes == 0 && len(unknownByNode) == 0 && len(unread) == 0 {
+		line = fmt.Sprintf("disk check: %s checked, each already holds the images", scope)
+	}
 	if least != nil {
 		line += fmt.Sprintf("; least free: %s, %s of %s (%d%% used)", least.Node, diskcheck.HumanBytes(least.AvailableBytes), diskcheck.HumanBytes(least.CapacityBytes), least.UsedPercent)
 	}
