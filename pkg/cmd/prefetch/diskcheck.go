@@ -55,6 +55,10 @@ func (d *diskCheckOptions) addFlags(cmd *cobra.Command) {
 	f.BoolVar(&d.Skip, "skip-disk-check", false, "do not compare the images' sizes with the nodes' free image-filesystem space before the run")
 	f.IntVar(&d.MaxNodes, "disk-check-nodes", defaultDiskCheckNodes, "the disk check reads every node up to this many (two API requests each) and a random sample of this many above; 0 reads every node")
 	cmd.Long += "\n\n" + diskCheckHelp
+	cmd.Example += `
+
+  # Big images onto a pool whose disks you know (no disk check: no nodes/proxy reads)
+  kubectl coral prefetch images registry.example.com/ml/trainer:v7 -l pool=gpu --skip-disk-check`
 }
 
 // checkDisk runs the disk check for an images run: nil when the run may go
