@@ -48,6 +48,7 @@ type ImagesOptions struct {
 	FromCluster     bool
 	FromNamespace   string
 	FromContext     string
+	disk            diskCheckOptions
 
 	// Set by Complete.
 	images []string
@@ -143,6 +144,7 @@ deleted).`,
 	f.StringVar(&o.FromNamespace, "from-namespace", "", "with --from-cluster: read only this namespace (default: all namespaces; -n is where the workers run)")
 	f.StringVar(&o.FromContext, "from-context", "", "with --from-cluster: read the workloads of this kubeconfig context instead of the target cluster (another cluster)")
 	o.addFlags(f)
+	o.disk.addFlags(cmd)
 	return cmd
 }
 
@@ -273,6 +275,9 @@ func (o *ImagesOptions) Run(ctx context.Context) error {
 				p.Tasks[ti].Items[ii].ExpectedDigest = digests[p.Tasks[ti].Items[ii].Ref]
 			}
 		}
+	}
+	if err := o.checkDisk(ctx, &o.disk, p, keyring); err != nil {
+		return err
 	}
 	spec := o.jobSpec()
 	spec.MaxPullsPerNode, spec.ImageTimeout, spec.PullSecrets, spec.Pin = o.MaxPullsPerNode, o.ImageTimeout, secrets, o.Pin != ""
