@@ -92,3 +92,9 @@ bench-prefetch: ## kubectl coral prefetch images vs direct CRI pulls: ~200 MB on
 bench-artifacts: ## worker artifact downloads of 1 GiB: http vs curl -o, S3 ranged parallel vs one stream (versitygw), disk and tmpfs; interleaved rounds, medians, ratios, phases (ROUNDS=5, BENCH_ARGS='--size-mib 1024 --dir /tmp --tmpfs auto')
 	@command -v curl >/dev/null || { echo "bench-artifacts needs curl: apt-get install -y curl" >&2; exit 2; }
 	vgw=$$(bash hack/install-test-servers.sh) && $(GO) run ./bench/artifacts --versitygw="$$vgw" $(if $(ROUNDS),--rounds=$(ROUNDS)) $(BENCH_ARGS)
+
+.PHONY: bench-scale
+# Starts its own control plane without kubelets (e2e/cluster/scale-up.sh, kwok
+# built once into $(CORAL_CACHE)) and stops it at the end, also on failure.
+bench-scale: ## prefetch on N kwok-simulated nodes vs the bound the control plane allows, side by side (SCALE_N="100 1000 5000", ROUNDS=1, SCALE_ARGS=…; see docs/scale.md)
+	SCALE_N='$(SCALE_N)' ROUNDS='$(ROUNDS)' SCALE_ARGS='$(SCALE_ARGS)' GO='$(GO)' bash bench/scale/bench-scale.sh
