@@ -227,6 +227,9 @@ func (b *bench) dryRun(ctx context.Context, n int, f *fates) (string, string, er
 	args := append([]string{"prefetch", "images"}, b.images...)
 	args = append(args, b.coralCommon()...)
 	args = append(args, "--dry-run=client", "-o", "json")
+	if b.podsMode { // the bound wants Jobs whatever the default mode picks
+		args = append(args, "--mode=jobs")
+	}
 	cmd := exec.CommandContext(ctx, b.c.plugin, args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
