@@ -56,7 +56,7 @@ KWOK_CONFIG=$CLUSTER_DIR/kwok.yaml
 BENCH_DIR=$REPO_ROOT/bench/scale
 
 kwok_version() {
-  awk '$1 == "sigs.k8s.io/kwok" {print $2; exit}' "$BENCH_DIR/tools/go.mod"
+  awk '$1 == "sigs.k8s.io/kwok" {print $2; exit} $1 == "require" && $2 == "sigs.k8s.io/kwok" {print $3; exit}' "$BENCH_DIR/tools/go.mod"
 }
 
 # build_kwok builds kwok once per version into the component cache, from the
@@ -235,10 +235,11 @@ apply_rbac() {
   kc -n "$SCALE_NAMESPACE" apply -f "$BENCH_DIR/rbac.yaml" >/dev/null
   # Who may do what, checked before anything is measured.
   local who verb
-  for verb in "create jobs.batch" "deletecollection jobs.batch" "watch pods" "list nodes"; do
+  for verb in "create jobs.batch" "deletecollection jobs.batch" "watch pods"; do
     # shellcheck disable=SC2086
     [ "$(kc auth can-i $verb -n "$SCALE_NAMESPACE" --as coral-bench)" = yes ] || die "RBAC: coral-bench cannot $verb"
   done
+  [ "$(kc auth can-i list nodes --as coral-bench)" = yes ] || die "RBAC: coral-bench cannot list nodes"
   for who in coral-bench coral-bound; do
     [ "$(kc auth can-i '*' '*' --as "$who")" = no ] || die "RBAC: $who must not be an admin"
   done
@@ -274,7 +275,10 @@ scale_main() {
   local t0=$SECONDS
   lock_cluster
   command -v etcd >/dev/null || die "etcd is missing: apt-get install -y etcd-server (or make cluster-up once)"
-  build_components
+  local b
+  for b in kube-apiserver kube-controller-manager kube-scheduler; do
+    [ -x "$K8S_BIN/$b" ] || { build_components; break; }
+  done
   build_kwok
   KUBECTL=$(kubectl_bin)
   KUBECONFIG_FILE=$CLUSTER_DIR/kubeconfig
