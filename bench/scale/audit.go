@@ -8,6 +8,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"time"
 )
 
 // requests counts one user's requests in a window of the audit log.
@@ -16,6 +17,21 @@ type requests struct {
 	DryRun        int // writes with dryRun=All (Coral's preflight), included in Writes
 	Throttled     int // answered 429 (API Priority and Fairness)
 	ByKind        map[string]int
+	// Slowest is the longest time, in seconds, one request of a kind took
+	// (received to response complete; watches excluded).
+	Slowest map[string]float64
+}
+
+// slow lists the kinds of request that took a second or more.
+func (r requests) slow() string {
+	var parts []string
+	for k, d := range r.Slowest {
+		if d >= 1 {
+			parts = append(parts, fmt.Sprintf("%s %.1fs", k, d))
+		}
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ", ")
 }
 
 func (r requests) breakdown() string {
@@ -69,6 +85,9 @@ type auditEvent struct {
 	ResponseStatus *struct {
 		Code int `json:"code"`
 	} `json:"responseStatus"`
+	Stage    string    `json:"stage"`
+	Received time.Time `json:"requestReceivedTimestamp"`
+	StageAt  time.Time `json:"stageTimestamp"`
 }
 
 // count reads everything since the mark and counts each request (audit ID)
@@ -98,6 +117,23 @@ func (a *auditLog) count() (map[string]requests, error) {
 		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
 			continue // a line being written
 		}
+		kind := ev.Verb
+		if ev.ObjectRef != nil {
+			kind += " " + ev.ObjectRef.Resource
+			if ev.ObjectRef.Subresource != "" {
+				kind += "/" + ev.ObjectRef.Subresource
+			}
+		}
+		if ev.Stage == "ResponseComplete" && ev.Verb != "watch" && !ev.Received.IsZero() {
+			r := out[ev.User.Username]
+			if r.Slowest == nil {
+				r.Slowest = map[string]float64{}
+			}
+			if d := ev.StageAt.Sub(ev.Received).Seconds(); d > r.Slowest[kind] {
+				r.Slowest[kind] = d
+			}
+			out[ev.User.Username] = r
+		}
 		key := ev.AuditID
 		if seen[key] {
 			if ev.ResponseStatus != nil && ev.ResponseStatus.Code == 429 {
@@ -111,13 +147,6 @@ func (a *auditLog) count() (map[string]requests, error) {
 		r := out[ev.User.Username]
 		if r.ByKind == nil {
 			r.ByKind = map[string]int{}
-		}
-		kind := ev.Verb
-		if ev.ObjectRef != nil {
-			kind += " " + ev.ObjectRef.Resource
-			if ev.ObjectRef.Subresource != "" {
-				kind += "/" + ev.ObjectRef.Subresource
-			}
 		}
 		switch ev.Verb {
 		case "get", "list", "watch":

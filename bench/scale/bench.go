@@ -285,6 +285,10 @@ func (b *bench) runTimeout(n int) time.Duration {
 
 // measure times one run from an empty namespace and collects its costs.
 func (b *bench) measure(ctx context.Context, r *runResult, f *fates, jobsFile, silentFile string) {
+	if left := b.countObjects(ctx); left.undeleted() > 0 {
+		logf("N=%d: %s in the namespace before the run; deleting them", r.N, left.String())
+		b.sweep(ctx)
+	}
 	if d, err := b.drain(ctx, 10*time.Minute); err != nil {
 		r.Err = "namespace not empty before the run: " + err.Error()
 		return
@@ -311,8 +315,14 @@ func (b *bench) measure(ctx context.Context, r *runResult, f *fates, jobsFile, s
 		r.Err = oneLine(err.Error())
 	}
 	// What the run left behind, and how long the cluster takes to remove it.
-	jobs, pods := b.countObjects(ctx)
-	r.Left = fmt.Sprintf("%d jobs, %d pods", jobs, pods)
+	// Objects the run did not delete (no deletion timestamp) would stay until
+	// their TTL: the harness deletes them, and says so.
+	left := b.countObjects(ctx)
+	r.Left = left.String()
+	if left.undeleted() > 0 {
+		logf("N=%d %s %s: %s were not deleted by the run; deleting them", r.N, r.Mode, r.Who, left.String())
+		b.sweep(ctx)
+	}
 	d, derr := b.drain(ctx, 10*time.Minute)
 	r.Drain = d
 	if derr != nil && r.Err == "" {
@@ -507,14 +517,54 @@ func rusage(cmd *exec.Cmd, r *runResult) {
 	r.CPU = (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
 }
 
-// countObjects counts the Jobs and pods in the namespace.
-func (b *bench) countObjects(ctx context.Context) (int, int) {
-	jl, err1 := b.admin.BatchV1().Jobs(b.e.namespace).List(ctx, metav1.ListOptions{ResourceVersion: "0"})
-	pl, err2 := b.admin.CoreV1().Pods(b.e.namespace).List(ctx, metav1.ListOptions{ResourceVersion: "0"})
-	if err1 != nil || err2 != nil {
-		return -1, -1
+// objects counts the Jobs and pods in the namespace, and those of them no
+// one has deleted.
+type objects struct{ jobs, pods, liveJobs, livePods int }
+
+func (o objects) undeleted() int { return o.liveJobs + o.livePods }
+
+func (o objects) String() string {
+	s := fmt.Sprintf("%d jobs, %d pods", o.jobs, o.pods)
+	if o.undeleted() > 0 {
+		s += fmt.Sprintf(" (undeleted: %d jobs, %d pods)", o.liveJobs, o.livePods)
 	}
-	return len(jl.Items), len(pl.Items)
+	return s
+}
+
+func (b *bench) countObjects(ctx context.Context) objects {
+	var o objects
+	jl, err1 := b.admin.BatchV1().Jobs(b.e.namespace).List(ctx, metav1.ListOptions{})
+	pl, err2 := b.admin.CoreV1().Pods(b.e.namespace).List(ctx, metav1.ListOptions{})
+	if err1 != nil || err2 != nil {
+		return objects{jobs: -1, pods: -1}
+	}
+	o.jobs, o.pods = len(jl.Items), len(pl.Items)
+	for _, j := range jl.Items {
+		if j.DeletionTimestamp == nil {
+			o.liveJobs++
+		}
+	}
+	for _, p := range pl.Items {
+		if p.DeletionTimestamp == nil && len(p.OwnerReferences) == 0 {
+			o.livePods++ // a Job's pod goes with its Job
+		}
+	}
+	return o
+}
+
+// sweep deletes every Job and bare pod left in the namespace, as the admin.
+// One DeleteCollection is bounded by the API server's 60 s request timeout
+// (it deletes one object at a time, --delete-collection-workers=1), so it is
+// repeated until nothing undeleted is left.
+func (b *bench) sweep(ctx context.Context) {
+	bg := metav1.DeletePropagationBackground
+	for range 20 {
+		if b.countObjects(ctx).undeleted() == 0 || ctx.Err() != nil {
+			return
+		}
+		_ = b.admin.BatchV1().Jobs(b.e.namespace).DeleteCollection(ctx, metav1.DeleteOptions{PropagationPolicy: &bg}, metav1.ListOptions{})
+		_ = b.admin.CoreV1().Pods(b.e.namespace).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
+	}
 }
 
 // drain waits until the namespace holds no Job and no pod (garbage
@@ -601,6 +651,9 @@ func (b *bench) logRun(r *runResult) {
 		r.RSSMB, r.CPU, r.APICPU, r.KCMCPU, r.KwokCPU, r.Left, r.Drain, status)
 	if len(r.Req.ByKind) > 0 {
 		logf("  %s requests: %s; throttled (429) %d; completer: %d writes", r.Who, r.Req.breakdown(), r.Req.Throttled, r.Sim.Writes)
+		if s := r.Req.slow(); s != "" {
+			logf("  %s requests that took 1s or more: %s", r.Who, s)
+		}
 	}
 }
 

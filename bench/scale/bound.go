@@ -125,11 +125,15 @@ func runBound(kubeconfig, ns, jobsFile, mode, silentFile string, timeout time.Du
 			return
 		}
 		delete(pending, node)
-		t := since()
-		if res.Reported == 0 {
-			res.First = t
+		// First and last count worker reports only: a silent node's pod
+		// running says nothing a user would see as a result.
+		if done {
+			t := since()
+			if res.First == 0 {
+				res.First = t
+			}
+			res.Last = t
 		}
-		res.Last = t
 		res.Reported++
 		if done && cs.State.Terminated.ExitCode != 0 {
 			res.Failed++

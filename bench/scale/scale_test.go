@@ -135,7 +135,7 @@ func TestAuditCount(t *testing.T) {
 	lines := []string{
 		`{"auditID":"1","stage":"ResponseStarted","verb":"watch","user":{"username":"coral-bench"},"objectRef":{"resource":"pods"}}`,
 		`{"auditID":"2","stage":"ResponseComplete","verb":"create","requestURI":"/apis/batch/v1/namespaces/x/jobs?dryRun=All","user":{"username":"coral-bench"},"objectRef":{"resource":"jobs"},"responseStatus":{"code":201}}`,
-		`{"auditID":"3","stage":"ResponseComplete","verb":"create","requestURI":"/apis/batch/v1/namespaces/x/jobs","user":{"username":"coral-bench"},"objectRef":{"resource":"jobs"},"responseStatus":{"code":429}}`,
+		`{"auditID":"3","stage":"ResponseComplete","verb":"create","requestURI":"/apis/batch/v1/namespaces/x/jobs","user":{"username":"coral-bench"},"objectRef":{"resource":"jobs"},"responseStatus":{"code":429},"requestReceivedTimestamp":"2026-11-30T14:00:00.000000Z","stageTimestamp":"2026-11-30T14:00:01.500000Z"}`,
 		`{"auditID":"4","stage":"ResponseComplete","verb":"patch","user":{"username":"coral-sim"},"objectRef":{"resource":"pods","subresource":"status"},"responseStatus":{"code":200}}`,
 		`{"auditID":"1","stage":"ResponseComplete","verb":"watch","user":{"username":"coral-bench"},"objectRef":{"resource":"pods"},"responseStatus":{"code":200}}`,
 		`{"auditID":"5","stage":"ResponseComp`, // being written
@@ -156,6 +156,9 @@ func TestAuditCount(t *testing.T) {
 	}
 	if c.ByKind["watch pods"] != 1 || c.ByKind["create jobs (dry-run)"] != 1 || c.ByKind["list nodes"] != 0 {
 		t.Errorf("breakdown %s", c.breakdown())
+	}
+	if d := c.Slowest["create jobs"]; d != 1.5 || c.slow() != "create jobs 1.5s" {
+		t.Errorf("slowest create jobs %.3fs (%q), want 1.5s", d, c.slow())
 	}
 	if s := got["coral-sim"]; s.Writes != 1 || s.ByKind["patch pods/status"] != 1 {
 		t.Errorf("coral-sim: %+v", s)
