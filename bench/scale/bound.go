@@ -16,6 +16,7 @@ import (
 	"github.com/coral-dev/coral/pkg/jobs"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -40,7 +41,7 @@ type boundResult struct {
 // Coral dry run (or, with --mode pods, bare pods from their templates) under
 // a fresh run id, watches the run's pods with one informer, and stops when
 // every node's worker container has terminated (silent nodes: when their pod
-// runs), then deletes the run with one DeleteCollection. No cap on nodes in
+// runs), then deletes what it created, one delete per object. No cap on nodes in
 // flight, no events, no deadlines: what the control plane alone allows.
 func boundMain(args []string) int {
 	fs := flag.NewFlagSet("bound", flag.ExitOnError)
@@ -192,17 +193,45 @@ func runBound(kubeconfig, ns, jobsFile, mode, silentFile string, timeout time.Du
 			res.TimedOut = true
 		}
 	}
-	cctx, ccancel := context.WithTimeout(context.Background(), 60*time.Second)
+	// Cleanup: one delete per object, 64 at a time, within the client's
+	// QPS. One DeleteCollection would be a single request, but the API server
+	// deletes its objects one by one (--delete-collection-workers=1) and cuts
+	// it off at its 60 s request timeout: measured, 1000 Jobs do not fit
+	// (see docs/scale.md). The bound shows what the control plane allows.
+	cctx, ccancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer ccancel()
 	bg := metav1.DeletePropagationBackground
-	sel := metav1.ListOptions{LabelSelector: jobs.RunSelector(runID)}
-	if mode == "pods" {
-		err = client.CoreV1().Pods(ns).DeleteCollection(cctx, metav1.DeleteOptions{}, sel)
-	} else {
-		err = client.BatchV1().Jobs(ns).DeleteCollection(cctx, metav1.DeleteOptions{PropagationPolicy: &bg}, sel)
+	del := make(chan string)
+	var dwg sync.WaitGroup
+	var delErr error
+	for range 64 {
+		dwg.Add(1)
+		go func() {
+			defer dwg.Done()
+			for name := range del {
+				var err error
+				if mode == "pods" {
+					err = client.CoreV1().Pods(ns).Delete(cctx, name, metav1.DeleteOptions{})
+				} else {
+					err = client.BatchV1().Jobs(ns).Delete(cctx, name, metav1.DeleteOptions{PropagationPolicy: &bg})
+				}
+				if err != nil && !apierrors.IsNotFound(err) {
+					mu.Lock()
+					if delErr == nil {
+						delErr = err
+					}
+					mu.Unlock()
+				}
+			}
+		}()
 	}
-	if err != nil && res.Error == "" {
-		res.Error = "cleanup: " + err.Error()
+	for _, j := range jobsOut {
+		del <- j.Name
+	}
+	close(del)
+	dwg.Wait()
+	if delErr != nil && res.Error == "" {
+		res.Error = "cleanup: " + delErr.Error()
 	}
 	res.Wall = since()
 	return res
