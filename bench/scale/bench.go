@@ -435,6 +435,16 @@ func (b *bench) runCoral(ctx context.Context, r *runResult, f *fates) error {
 	r.First, r.Last = first, last
 	r.Exit = cmd.ProcessState.ExitCode()
 	rusage(cmd, r)
+	// Coral's own last words besides progress (e.g. a failed cleanup).
+	var said []string
+	for _, l := range tail {
+		if !strings.HasPrefix(l, "run ") && !strings.HasPrefix(l, "finished in") {
+			said = append(said, l)
+		}
+	}
+	if len(said) > 0 {
+		r.Detail = fmt.Sprintf("exit %d: %s", r.Exit, oneLine(strings.Join(said, " | ")))
+	}
 	if cctx.Err() != nil && ctx.Err() == nil {
 		return fmt.Errorf("coral did not finish within %s (interrupted): %s", b.runTimeout(r.N), strings.Join(tail, " | "))
 	}
@@ -655,6 +665,9 @@ func (b *bench) logRun(r *runResult) {
 		if s := r.Req.slow(); s != "" {
 			logf("  %s requests that took 1s or more: %s", r.Who, s)
 		}
+	}
+	if r.Detail != "" {
+		logf("  %s: %s", r.Who, r.Detail)
 	}
 }
 
