@@ -106,3 +106,9 @@ bench-artifacts: ## worker artifact downloads of 1 GiB: http vs curl -o, S3 rang
 FUZZTIME ?= 5m
 fuzz: ## run every Fuzz* target in the repository for FUZZTIME each (default 5m; CI: FUZZTIME=10s)
 	GO='$(GO)' FUZZTIME='$(FUZZTIME)' FUZZ='$(FUZZ)' bash hack/fuzz.sh $(FUZZ_PKGS)
+
+.PHONY: bench-scale
+# Starts its own control plane without kubelets (e2e/cluster/scale-up.sh, kwok
+# built once into $(CORAL_CACHE)) and stops it at the end, also on failure.
+bench-scale: ## prefetch on N kwok-simulated nodes vs the bound the control plane allows, side by side (SCALE_N="100 1000 5000", ROUNDS=1, SCALE_ARGS=…; see docs/scale.md)
+	SCALE_N='$(SCALE_N)' ROUNDS='$(ROUNDS)' SCALE_ARGS='$(SCALE_ARGS)' GO='$(GO)' bash bench/scale/bench-scale.sh

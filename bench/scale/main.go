@@ -1,0 +1,163 @@
+// Command scale (make bench-scale) measures `kubectl coral prefetch images`
+// on N simulated nodes against the bound the control plane allows.
+//
+// It runs on the scale control plane of e2e/cluster/scale-up.sh: the local
+// cluster's etcd, kube-apiserver, kube-controller-manager and scheduler, and
+// kwok standing in for the kubelets of nodes labelled coral-scale/sim=true.
+// For every N (ascending) it makes sure N such nodes exist and are Ready,
+// then, every round, times two runs on the same nodes, one after the other
+// (which goes first alternates by round), each starting from an empty
+// namespace:
+//
+//   - bound: the Jobs Coral would create (its own --dry-run=client output),
+//     created at QPS 100 / Burst 200 and watched by a minimal client with no
+//     Coral logic (`scale bound`, a subprocess), until every node's worker
+//     has terminated — what the control plane alone allows;
+//   - coral: the real bin/kubectl-coral prefetch images, as a non-admin user.
+//
+// Worker pods are taken Pending → Running by kwok and completed by this
+// program's completer (complete.go) with the termination message a real
+// worker writes, encoded by pkg/report from the pod's own args; a share of
+// the nodes report Failed, a share never reports. Requests are counted per
+// user from the API server's audit log, CPU from /proc, Coral's peak RSS and
+// CPU from its rusage.
+//
+//	go run ./bench/scale [--n "100 1000"] [--rounds 1] (see --help)
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+type config struct {
+	envFile     string
+	plugin      string
+	ns          []int
+	rounds      int
+	images      int
+	failPct     float64
+	silentPct   float64
+	work        time.Duration
+	nodeTimeout time.Duration
+	runTimeout  time.Duration
+	coralArgs   []string
+	modes       []string
+	memPerNode  float64
+	memBase     float64
+	boundQPS    float64
+}
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "bound" {
+		os.Exit(boundMain(os.Args[2:]))
+	}
+	os.Exit(benchMain(os.Args[1:]))
+}
+
+func benchMain(args []string) int {
+	fs := flag.NewFlagSet("scale", flag.ExitOnError)
+	var c config
+	var ns, coralArgs, modes string
+	fs.StringVar(&c.envFile, "env", "_output/scale/env", "the scale control plane's env file (e2e/cluster/scale-up.sh)")
+	fs.StringVar(&c.plugin, "plugin", "bin/kubectl-coral", "the plugin binary (make build)")
+	fs.StringVar(&ns, "n", "100 1000 5000", "node counts, space or comma separated (run in ascending order)")
+	fs.IntVar(&c.rounds, "rounds", 1, "rounds per N and mode; each times the bound and Coral once")
+	fs.IntVar(&c.images, "images", 3, "images per run (digest references; nothing is pulled)")
+	fs.Float64Var(&c.failPct, "fail-pct", 2, "percent of nodes whose worker reports the first image Failed")
+	fs.Float64Var(&c.silentPct, "silent-pct", 0.5, "percent of nodes whose worker never reports (the first nodes in name order, so their --timeout runs out early in the run)")
+	fs.DurationVar(&c.work, "work", time.Second, "simulated worker time, from Running to its report")
+	fs.DurationVar(&c.nodeTimeout, "node-timeout", 90*time.Second, "Coral's --timeout (only silent nodes should reach it)")
+	fs.DurationVar(&c.runTimeout, "run-timeout", 0, "limit for one run, bound or Coral (default 180s + 0.6s per node)")
+	fs.StringVar(&coralArgs, "coral-args", "", "extra arguments for kubectl coral prefetch images (space separated)")
+	fs.StringVar(&modes, "modes", "jobs pods", "modes to run; pods only when the plugin has --mode")
+	fs.Float64Var(&c.memBase, "mem-base-mb", 1500, "memory an N needs besides per node (MemAvailable check)")
+	fs.Float64Var(&c.memPerNode, "mem-per-node-mb", 0.8, "memory an N needs per node (control plane, kwok, Coral)")
+	fs.Float64Var(&c.boundQPS, "bound-qps", 100, "the bound client's QPS (burst is twice that)")
+	_ = fs.Parse(args)
+	for _, f := range strings.FieldsFunc(ns, func(r rune) bool { return r == ' ' || r == ',' }) {
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 {
+			fmt.Fprintf(os.Stderr, "scale: --n: %q is not a node count\n", f)
+			return 2
+		}
+		c.ns = append(c.ns, n)
+	}
+	slices.Sort(c.ns)
+	c.ns = slices.Compact(c.ns)
+	c.coralArgs = strings.Fields(coralArgs)
+	c.modes = strings.Fields(modes)
+	if len(c.ns) == 0 || c.rounds < 1 || c.images < 1 {
+		fmt.Fprintln(os.Stderr, "scale: need at least one N, one round and one image")
+		return 2
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	e, err := readEnv(c.envFile)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "scale: %v (start the control plane with e2e/cluster/scale-up.sh)\n", err)
+		return 2
+	}
+	if c.plugin, err = filepath.Abs(c.plugin); err != nil {
+		fmt.Fprintf(os.Stderr, "scale: %v\n", err)
+		return 2
+	}
+	b, err := newBench(ctx, c, e)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "scale: %v\n", err)
+		return 1
+	}
+	return b.run(ctx)
+}
+
+// env is what scale-up.sh wrote to its env file.
+type env struct {
+	dir, adminKubeconfig, coralKubeconfig, boundKubeconfig, simKubeconfig string
+	auditLog, pidsDir, namespace, nodeLabel, kubectl                      string
+}
+
+func readEnv(path string) (*env, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	v := map[string]string{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimPrefix(strings.TrimSpace(sc.Text()), "export ")
+		k, val, ok := strings.Cut(line, "=")
+		if !ok || strings.HasPrefix(line, "#") {
+			continue
+		}
+		v[k] = strings.Trim(val, `"`)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	e := &env{
+		dir: v["SCALE_DIR"], adminKubeconfig: v["KUBECONFIG"], coralKubeconfig: v["SCALE_CORAL_KUBECONFIG"],
+		boundKubeconfig: v["SCALE_BOUND_KUBECONFIG"], simKubeconfig: v["SCALE_SIM_KUBECONFIG"],
+		auditLog: v["SCALE_AUDIT_LOG"], pidsDir: v["SCALE_PIDS_DIR"], namespace: v["SCALE_NAMESPACE"],
+		nodeLabel: v["SCALE_NODE_LABEL"], kubectl: v["SCALE_KUBECTL"],
+	}
+	for k, s := range map[string]string{"KUBECONFIG": e.adminKubeconfig, "SCALE_CORAL_KUBECONFIG": e.coralKubeconfig,
+		"SCALE_BOUND_KUBECONFIG": e.boundKubeconfig, "SCALE_SIM_KUBECONFIG": e.simKubeconfig, "SCALE_AUDIT_LOG": e.auditLog,
+		"SCALE_PIDS_DIR": e.pidsDir, "SCALE_NAMESPACE": e.namespace, "SCALE_NODE_LABEL": e.nodeLabel} {
+		if s == "" {
+			return nil, fmt.Errorf("%s: no %s", path, k)
+		}
+	}
+	return e, nil
+}

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+func nodeName(i int) string { return fmt.Sprintf("sim-%05d", i) }
+
+// ensureNodes creates the simulated nodes sim-00001 … sim-N that do not
+// exist yet and waits until all N are Ready and free of the not-ready and
+// unreachable taints. The nodes carry the label kwok manages them by, the
+// usual os/arch labels, and no kwok annotation: Coral takes them for real
+// nodes (pkg/plan skips nodes it recognises as virtual). kwok reports
+// containerd 2.4.2 as their runtime, so Coral finds their socket the way it
+// does on a real node without the kubeadm annotation.
+func ensureNodes(ctx context.Context, client kubernetes.Interface, label string, n int, logf func(string, ...any)) error {
+	t0 := time.Now()
+	list, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: label + "=true"})
+	if err != nil {
+		return err
+	}
+	have := map[string]bool{}
+	for _, nd := range list.Items {
+		have[nd.Name] = true
+	}
+	if len(have) > n {
+		return fmt.Errorf("%d simulated nodes exist, want %d: node counts must ascend (restart the control plane for a smaller N)", len(have), n)
+	}
+	work := make(chan string)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var firstErr error
+	for range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for name := range work {
+				node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{
+					label: "true", corev1.LabelOSStable: "linux", corev1.LabelArchStable: "amd64", corev1.LabelHostname: name,
+				}}}
+				if _, err := client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = fmt.Errorf("creating node %s: %w", name, err)
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	created := 0
+	for i := 1; i <= n; i++ {
+		if name := nodeName(i); !have[name] {
+			work <- name
+			created++
+		}
+	}
+	close(work)
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	deadline := time.Now().Add(5*time.Minute + time.Duration(n)*20*time.Millisecond)
+	for {
+		list, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: label + "=true"})
+		if err != nil {
+			return err
+		}
+		ready := 0
+		for i := range list.Items {
+			if nodeUsable(&list.Items[i]) {
+				ready++
+			}
+		}
+		if ready >= n {
+			logf("%d simulated nodes Ready (%d created) in %.1fs", n, created, time.Since(t0).Seconds())
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("only %d of %d simulated nodes Ready and untainted after %s (see the kwok log in _output/scale/logs)", ready, n, time.Since(t0).Round(time.Second))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(3 * time.Second):
+		}
+	}
+}
+
+func nodeUsable(nd *corev1.Node) bool {
+	ready := false
+	for _, c := range nd.Status.Conditions {
+		if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
+			ready = true
+		}
+	}
+	for _, t := range nd.Spec.Taints {
+		if t.Key == corev1.TaintNodeNotReady || t.Key == corev1.TaintNodeUnreachable {
+			return false
+		}
+	}
+	return ready
+}

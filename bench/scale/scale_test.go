@@ -1,0 +1,212 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coral-dev/coral/pkg/jobs"
+	"github.com/coral-dev/coral/pkg/plan"
+	"github.com/coral-dev/coral/pkg/report"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// workerPod is the pod of the Job Coral builds for a task, as kwok leaves it:
+// Running.
+func workerPod(t *testing.T, items []plan.Item) *corev1.Pod {
+	t.Helper()
+	j := jobs.ForTask(plan.Task{Node: "sim-00007", RuntimeSocket: "/run/containerd/containerd.sock", Items: items},
+		jobs.Spec{RunID: "abc123", Namespace: "coral-scale", WorkerImage: "registry.invalid/w:1", MaxPullsPerNode: 3, ImageTimeout: time.Minute, Deadline: time.Hour, TTL: time.Hour})
+	started := metav1.NewTime(time.Unix(1000, 0))
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: j.Name + "-x", Namespace: j.Namespace, Labels: j.Spec.Template.Labels},
+		Spec:       j.Spec.Template.Spec,
+		Status: corev1.PodStatus{
+			Phase:      corev1.PodRunning,
+			Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}},
+			ContainerStatuses: []corev1.ContainerStatus{{Name: jobs.ContainerName, Ready: true,
+				State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: started}}}},
+		},
+	}
+}
+
+// The completer's status patch carries a termination message that the
+// plugin's own decoder reads back, for the images in the pod's args, in order.
+func TestTerminalStatusPatchDecodes(t *testing.T) {
+	items := []plan.Item{
+		{Ref: "registry.invalid/a@sha256:" + strings.Repeat("a", 64), ExpectedDigest: "sha256:" + strings.Repeat("a", 64)},
+		{Ref: "registry.invalid/b:1"},
+		{Ref: "registry.invalid/c:2", ExpectedDigest: "sha256:" + strings.Repeat("c", 64)},
+	}
+	for _, fail := range []bool{false, true} {
+		p := workerPod(t, items)
+		patch, err := terminalStatusPatch(p, fail, 2*time.Second, time.Unix(2000, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got struct {
+			Status corev1.PodStatus `json:"status"`
+		}
+		if err := json.Unmarshal(patch, &got); err != nil {
+			t.Fatal(err)
+		}
+		wantPhase, wantExit := corev1.PodSucceeded, int32(0)
+		if fail {
+			wantPhase, wantExit = corev1.PodFailed, 1
+		}
+		if got.Status.Phase != wantPhase {
+			t.Errorf("fail=%v: phase %s, want %s", fail, got.Status.Phase, wantPhase)
+		}
+		cs := containerStatus(&corev1.Pod{Status: got.Status}, jobs.ContainerName)
+		if cs == nil || cs.State.Terminated == nil {
+			t.Fatalf("fail=%v: worker not terminated: %+v", fail, got.Status.ContainerStatuses)
+		}
+		if cs.State.Terminated.ExitCode != wantExit || !cs.State.Terminated.StartedAt.Equal(&metav1.Time{Time: time.Unix(1000, 0)}) {
+			t.Errorf("fail=%v: terminated %+v", fail, cs.State.Terminated)
+		}
+		images, expected := imageArgs(p.Spec.Containers[0].Args)
+		wr, err := report.DecodeTermination(cs.State.Terminated.Message, images, expected)
+		if err != nil {
+			t.Fatalf("fail=%v: %v (message %s)", fail, err, cs.State.Terminated.Message)
+		}
+		if len(wr.Items) != len(items) {
+			t.Fatalf("fail=%v: %d items, want %d", fail, len(wr.Items), len(items))
+		}
+		for i, it := range wr.Items {
+			if it.Image != items[i].Ref {
+				t.Errorf("item %d: image %s, want %s", i, it.Image, items[i].Ref)
+			}
+			wantStatus := report.StatusPulled
+			if fail && i == 0 {
+				wantStatus = report.StatusFailed
+			}
+			if it.Status != wantStatus {
+				t.Errorf("fail=%v item %d: status %s, want %s", fail, i, it.Status, wantStatus)
+			}
+			if it.Status == report.StatusPulled && items[i].ExpectedDigest != "" && it.Digest != items[i].ExpectedDigest {
+				t.Errorf("item %d: digest %s, want the expected %s", i, it.Digest, items[i].ExpectedDigest)
+			}
+		}
+		if fail && !strings.Contains(wr.Items[0].Message, "simulated failure on sim-00007") {
+			t.Errorf("failure message %q", wr.Items[0].Message)
+		}
+	}
+}
+
+func TestFates(t *testing.T) {
+	for _, tc := range []struct {
+		n                  int
+		fail, silent       float64
+		wantFail, wantSilt int
+	}{
+		{100, 2, 0.5, 2, 0},
+		{1000, 2, 0.5, 20, 5},
+		{5000, 2, 0.5, 100, 25},
+		{10, 0, 0, 0, 0},
+		{10, 100, 0, 10, 0},
+	} {
+		f := newFates(tc.n, tc.fail, tc.silent)
+		if f.count[fateFail] != tc.wantFail || f.count[fateSilent] != tc.wantSilt || f.count[fateOK] != tc.n-tc.wantFail-tc.wantSilt {
+			t.Errorf("N=%d: %s, want %d fail %d silent", tc.n, f, tc.wantFail, tc.wantSilt)
+		}
+		for i := 1; i <= tc.wantSilt; i++ {
+			if f.of(nodeName(i)) != fateSilent {
+				t.Errorf("N=%d: %s is %s, want silent (silent nodes come first)", tc.n, nodeName(i), f.of(nodeName(i)))
+			}
+		}
+	}
+}
+
+func TestAuditCount(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "audit.log")
+	before := `{"auditID":"0","stage":"ResponseComplete","verb":"list","user":{"username":"coral-bench"},"objectRef":{"resource":"nodes"},"responseStatus":{"code":200}}` + "\n"
+	if err := os.WriteFile(path, []byte(before), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a := &auditLog{path: path}
+	if err := a.mark(); err != nil {
+		t.Fatal(err)
+	}
+	lines := []string{
+		`{"auditID":"1","stage":"ResponseStarted","verb":"watch","user":{"username":"coral-bench"},"objectRef":{"resource":"pods"}}`,
+		`{"auditID":"2","stage":"ResponseComplete","verb":"create","requestURI":"/apis/batch/v1/namespaces/x/jobs?dryRun=All","user":{"username":"coral-bench"},"objectRef":{"resource":"jobs"},"responseStatus":{"code":201}}`,
+		`{"auditID":"3","stage":"ResponseComplete","verb":"create","requestURI":"/apis/batch/v1/namespaces/x/jobs","user":{"username":"coral-bench"},"objectRef":{"resource":"jobs"},"responseStatus":{"code":429},"requestReceivedTimestamp":"2026-11-30T14:00:00.000000Z","stageTimestamp":"2026-11-30T14:00:01.500000Z"}`,
+		`{"auditID":"4","stage":"ResponseComplete","verb":"patch","user":{"username":"coral-sim"},"objectRef":{"resource":"pods","subresource":"status"},"responseStatus":{"code":200}}`,
+		`{"auditID":"1","stage":"ResponseComplete","verb":"watch","user":{"username":"coral-bench"},"objectRef":{"resource":"pods"},"responseStatus":{"code":200}}`,
+		`{"auditID":"5","stage":"ResponseComp`, // being written
+	}
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = f.WriteString(strings.Join(lines, "\n"))
+	f.Close()
+	got, err := a.count()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := got["coral-bench"]
+	if c.Reads != 1 || c.Writes != 2 || c.DryRun != 1 || c.Throttled != 1 {
+		t.Errorf("coral-bench: %+v, want 1 read (the watch, once), 2 writes (1 dry-run), 1 throttled", c)
+	}
+	if c.ByKind["watch pods"] != 1 || c.ByKind["create jobs (dry-run)"] != 1 || c.ByKind["list nodes"] != 0 {
+		t.Errorf("breakdown %s", c.breakdown())
+	}
+	if d := c.Slowest["create jobs"]; d != 1.5 || c.slow() != "create jobs 1.5s" {
+		t.Errorf("slowest create jobs %.3fs (%q), want 1.5s", d, c.slow())
+	}
+	if s := got["coral-sim"]; s.Writes != 1 || s.ByKind["patch pods/status"] != 1 {
+		t.Errorf("coral-sim: %+v", s)
+	}
+}
+
+func TestCheckReport(t *testing.T) {
+	f := newFates(4, 25, 25) // sim-00001 silent, sim-00002 fail, the rest ok
+	d := "sha256:" + strings.Repeat("d", 64)
+	rows := func(mutate func(node string, i int, r *report.Result)) *report.PrefetchReport {
+		var res []report.Result
+		for n := 1; n <= 4; n++ {
+			for i := 0; i < 2; i++ {
+				r := report.Result{Node: nodeName(n), Image: "img", Status: report.StatusPulled, Digest: d, ExpectedDigest: d}
+				switch f.of(nodeName(n)) {
+				case fateSilent:
+					r = report.Result{Node: nodeName(n), Image: "img", Status: report.StatusFailed, ExpectedDigest: d, Message: "no report within --timeout=1m"}
+				case fateFail:
+					if i == 0 {
+						r = report.Result{Node: nodeName(n), Image: "img", Status: report.StatusFailed, ExpectedDigest: d, Message: "simulated failure on x"}
+					}
+				}
+				if mutate != nil {
+					mutate(nodeName(n), i, &r)
+				}
+				res = append(res, r)
+			}
+		}
+		return report.NewPrefetchReport("r", time.Now(), time.Now(), res)
+	}
+	r := &runResult{}
+	if err := checkReport(rows(nil), f, 2, r); err != nil || r.OK != 2 || r.Failed != 2 {
+		t.Errorf("as simulated: err %v, %d ok %d failed", err, r.OK, r.Failed)
+	}
+	bad := rows(func(node string, i int, r *report.Result) {
+		if node == "sim-00004" && i == 1 {
+			r.Status, r.Message = report.StatusFailed, "the worker exited with code 1"
+		}
+	})
+	if err := checkReport(bad, f, 2, &runResult{}); err == nil || !strings.Contains(err.Error(), "sim-00004") {
+		t.Errorf("an ok node that failed: err %v", err)
+	}
+	wrongDigest := rows(func(node string, i int, r *report.Result) {
+		if node == "sim-00003" {
+			r.Digest = "sha256:" + strings.Repeat("e", 64)
+		}
+	})
+	if err := checkReport(wrongDigest, f, 2, &runResult{}); err == nil {
+		t.Error("a digest mismatch went unnoticed")
+	}
+}
