@@ -384,6 +384,10 @@ type PrefetchNode struct {
 	// lastAttemptTime is when the last Job for this node finished.
 	// +optional
 	LastAttemptTime *metav1.Time `json:"lastAttemptTime,omitempty"`
+	// lastJob is the name of the Job whose result was recorded last (a
+	// restarted controller that finds it still there only deletes it).
+	// +optional
+	LastJob string `json:"lastJob,omitempty"`
 	// items are the outcomes of the last Jobs, merged: one entry per item.
 	// +optional
 	// +kubebuilder:validation:MaxItems=256
