@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
+# Adds a node to the running local cluster, as an autoscaler would: its own
+# containerd 2.x, a kubelet that registers with the node's labels, the same
+# annotations up.sh gives every node. Prints the node name when it is Ready.
+#
+#   add-node.sh NODE [LABELS]   e.g. add-node.sh coral-node-4 pool=web
+#
+# NODE must be coral-node-<N> with N >= 4. LABELS defaults to pool=web.
+# Remove it with remove-node.sh NODE (make cluster-down also removes it).
+set -euo pipefail
+
+# up.sh defines the node functions and runs nothing when sourced.
+# shellcheck source=up.sh
+source "$(dirname "${BASH_SOURCE[0]}")/up.sh"
+
+usage() {
+  echo "usage: $0 coral-node-N [LABELS]   (N >= 4; LABELS like pool=web,zone=a)" >&2
+  exit 2
+}
+
+add_node() {
+  local node=$1 labels=$2 i
+  i=$(node_index "$node")
+  NODES+=("$node")
+  pick_port "KUBELET_PORT_$i"
+  pick_port "KUBELET_HEALTHZ_PORT_$i"
+  new_cert "kubelet-$node" "/O=system:nodes/CN=system:node:$node" clientAuth
+  write_kubeconfig "$PKI/kubelet-$node.kubeconfig" "kubelet-$node"
+  prepare_node "$node"
+  launch_containerd "$node"
+  wait_containerd "$node"
+  # The labels are the kubelet's --node-labels, as on a node an autoscaler adds.
+  node_labels() { echo "$labels"; }
+  start_kubelet "$node"
+  wait_for "kubelet-$node" 60 "$node to register" node_registered "$node"
+  kc annotate --overwrite node "$node" >/dev/null \
+    "kubeadm.alpha.kubernetes.io/cri-socket=unix://$(node_socket "$node")" \
+    "coral.dev/host-root=$(node_host_root "$node")"
+  kc wait --for=condition=Ready node "$node" --timeout=120s >/dev/null ||
+    die "$node not Ready after 120s; see $CLUSTER_DIR/logs/kubelet-$node.log"
+  echo "$node" >>"$CLUSTER_DIR/added-nodes"
+  log "$node is Ready (labels $labels)"
+  echo "$node"
+}
+
+main() {
+  [ $# -ge 1 ] && [ $# -le 2 ] || usage
+  local node=$1 labels=${2:-pool=web}
+  [[ $node =~ ^coral-node-([0-9]+)$ ]] && [ "${BASH_REMATCH[1]}" -ge 4 ] || usage
+  require_root
+  lock_cluster
+  [ -f "$STATE_FILE" ] || die "no cluster in $CLUSTER_DIR; run make cluster-up"
+  # shellcheck source=/dev/null
+  source "$STATE_FILE"
+  derive_names
+  KUBECTL=$(kubectl_bin)
+  [ ! -d "$(node_dir "$node")" ] || die "$node exists already (remove it with remove-node.sh $node)"
+  add_node "$node" "$labels"
+}
+
+main "$@"
