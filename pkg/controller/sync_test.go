@@ -49,9 +49,9 @@ func TestMissingItemsImages(t *testing.T) {
 
 func TestSetStatus(t *testing.T) {
 	for _, tc := range []struct {
-		name                         string
-		out                          *outcome
-		degraded                     []string
+		name                          string
+		out                           *outcome
+		degraded                      []string
 		ready, progressing, degraded_ string
 	}{
 		{"all ready", &outcome{desired: 3, ready: 3}, nil, "AllNodesReady", "Idle", "AsExpected"},
