@@ -51,7 +51,7 @@ func (r *ArtifactPrefetchReconciler) Reconcile(ctx context.Context, req ctrl.Req
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !obj.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, r.sh.finalize(ctx, &obj, LabelArtifactPrefetch)
+		return r.sh.finalize(ctx, &obj)
 	}
 	if controllerutil.AddFinalizer(&obj, Finalizer) {
 		if err := r.sh.client.Update(ctx, &obj); err != nil {

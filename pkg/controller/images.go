@@ -59,7 +59,7 @@ func (r *ImagePrefetchReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !obj.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, r.sh.finalize(ctx, &obj, LabelImagePrefetch)
+		return r.sh.finalize(ctx, &obj)
 	}
 	if controllerutil.AddFinalizer(&obj, Finalizer) {
 		if err := r.sh.client.Update(ctx, &obj); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	coralv1 "github.com/coral-dev/coral/pkg/apis/coral/v1alpha1"
 	batchv1 "k8s.io/api/batch/v1"
@@ -12,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -104,29 +106,35 @@ func (s *shared) announce(obj client.Object, before, after *coralv1.PrefetchStat
 	}
 }
 
-// finalize runs when an object is deleted: its Jobs go, then the finalizer.
-// (PrefetchNode records are owned by the object and go with it.)
-func (s *shared) finalize(ctx context.Context, obj client.Object, nameLabel string) error {
+// finalize runs when an object is deleted: its pull Jobs go, its pins are
+// released (unpin Jobs), then the finalizer. (PrefetchNode records are
+// owned by the object and go with it.) The result asks to come back while
+// unpin Jobs run.
+func (s *shared) finalize(ctx context.Context, obj client.Object) (ctrl.Result, error) {
 	if !controllerutil.ContainsFinalizer(obj, Finalizer) {
-		return nil
+		return ctrl.Result{}, nil
 	}
 	var list batchv1.JobList
 	if err := s.client.List(ctx, &list, client.InNamespace(obj.GetNamespace()), client.MatchingLabels{LabelPrefetchUID: string(obj.GetUID())}); err != nil {
-		return err
+		return ctrl.Result{}, err
 	}
 	for i := range list.Items {
+		if list.Items[i].Annotations[annotationUnpin] != "" {
+			continue
+		}
 		if err := s.deleteJob(ctx, &list.Items[i]); err != nil {
-			return err
+			return ctrl.Result{}, err
 		}
 	}
-	if err := s.releasePins(ctx, obj); err != nil {
-		return err
+	done, err := s.releasePins(ctx, obj)
+	if err != nil || !done {
+		return ctrl.Result{RequeueAfter: 5 * time.Second}, err
 	}
 	controllerutil.RemoveFinalizer(obj, Finalizer)
 	if err := s.client.Update(ctx, obj); err != nil && !apierrors.IsNotFound(err) {
-		return err
+		return ctrl.Result{}, err
 	}
-	return nil
+	return ctrl.Result{}, nil
 }
 
 // byNameLabel maps a worker pod to its object through the name label.
