@@ -51,12 +51,17 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// script runs one of the harness scripts (e2e/cluster/NAME).
-func (c *cluster) script(t *testing.T, name string, args ...string) string {
-	t.Helper()
+// scriptCmd is one of the harness scripts (e2e/cluster/NAME) for this cluster.
+func (c *cluster) scriptCmd(name string, args ...string) *exec.Cmd {
 	cmd := exec.Command("bash", append([]string{filepath.Join(repoRoot(), "e2e", "cluster", name)}, args...)...)
 	cmd.Env = append(cmd.Environ(), "CORAL_CLUSTER_DIR="+c.env["CORAL_CLUSTER_DIR"])
-	out, err := cmd.CombinedOutput()
+	return cmd
+}
+
+// script runs one of the harness scripts and fails the test if it fails.
+func (c *cluster) script(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := c.scriptCmd(name, args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
 	}

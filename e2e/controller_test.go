@@ -261,6 +261,45 @@ func TestController(t *testing.T) {
 		}
 	})
 
+	t.Run("pins keep images from image GC until the object is deleted", func(t *testing.T) {
+		const node = "coral-node-5"
+		t.Cleanup(func() { c.script(t, "remove-node.sh", node) })
+		cmd := c.scriptCmd("add-node.sh", node, "pool=gc")
+		cmd.Env = append(cmd.Env, "CORAL_IMAGE_MAX_GC_AGE=10s")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("add-node.sh: %v\n%s", err, out)
+		}
+		ref, d := c.pushRandomImage(t, c.env["CORAL_REGISTRY"], "ctl-pin", nil)
+		pin := &coralv1.ImagePrefetch{
+			ObjectMeta: metav1.ObjectMeta{Name: "pinned", Namespace: controllerNS},
+			Spec: coralv1.ImagePrefetchSpec{Images: []string{ref}, Pin: true,
+				Nodes: coralv1.Nodes{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"pool": "gc"}}}},
+		}
+		if err := cl.Create(ctx, pin); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 2*time.Minute, "pinned Ready", func() bool { return isReady(getPrefetch(t, cl, controllerNS, "pinned")) })
+		var recs coralv1.PrefetchNodeList
+		if err := cl.List(ctx, &recs, client.InNamespace(controllerNS), client.MatchingLabels{"coral.dev/imageprefetch": "pinned"}); err != nil || len(recs.Items) != 1 || !recs.Items[0].Items[0].Pinned {
+			t.Fatalf("want one record with the image pinned: %+v %v", recs.Items, err)
+		}
+		// kubelet removes unused images older than 10 s at each GC pass:
+		// the pinned image must outlive several.
+		time.Sleep(45 * time.Second)
+		if !c.nodeHolds(t, node, ref, d) {
+			t.Fatalf("%s lost the pinned image %s to image GC", node, ref)
+		}
+		if err := cl.Delete(ctx, pin); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, time.Minute, "the object gone (finalizer: pins released)", func() bool {
+			err := cl.Get(ctx, client.ObjectKeyFromObject(pin), &coralv1.ImagePrefetch{})
+			return apierrors.IsNotFound(err)
+		})
+		took := eventually(t, 6*time.Minute, "image GC removes the unpinned image", func() bool { return !c.nodeHolds(t, node, ref, "") })
+		t.Logf("unpinned image removed by kubelet's GC %s after the object was gone", took.Round(time.Second))
+	})
+
 	t.Run("uninstall leaves nothing", func(t *testing.T) {
 		r := c.coral(t, nil, "uninstall")
 		if r.code != 2 || !strings.Contains(r.stderr, "--delete-prefetches") {

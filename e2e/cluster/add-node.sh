@@ -7,7 +7,11 @@
 #   add-node.sh NODE [LABELS]   e.g. add-node.sh coral-node-4 pool=web
 #
 # NODE must be coral-node-<N> with N >= 4. LABELS defaults to pool=web.
-# Remove it with remove-node.sh NODE (make cluster-down also removes it).
+# CORAL_IMAGE_MAX_GC_AGE=30s gives the node's kubelet an imageMaximumGCAge
+# (unused images are removed at the next GC pass after that age): for tests
+# of pinned images.
+# Remove it with remove-node.sh NODE (make cluster-down stops it too, but only
+# remove-node.sh deletes its network bridge).
 set -euo pipefail
 
 # up.sh defines the node functions and runs nothing when sourced.
@@ -28,6 +32,11 @@ add_node() {
   new_cert "kubelet-$node" "/O=system:nodes/CN=system:node:$node" clientAuth
   write_kubeconfig "$PKI/kubelet-$node.kubeconfig" "kubelet-$node"
   prepare_node "$node"
+  if [ -n "${CORAL_IMAGE_MAX_GC_AGE:-}" ]; then
+    # imageMinimumGCAge 0s counts as unset (2m) and fails validation against a
+    # shorter maximum: 1s (shared/notes/image-gc-and-pinning.md).
+    printf 'imageMaximumGCAge: %s\nimageMinimumGCAge: 1s\n' "$CORAL_IMAGE_MAX_GC_AGE" >>"$(node_dir "$node")/kubelet/config.yaml"
+  fi
   launch_containerd "$node"
   wait_containerd "$node"
   # The labels are the kubelet's --node-labels, as on a node an autoscaler adds.
