@@ -72,7 +72,7 @@ func TestController(t *testing.T) {
 		Spec: coralv1.ImagePrefetchSpec{
 			Images:          []string{ref1, ref2},
 			Nodes:           coralv1.Nodes{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"pool": "web"}}},
-			RefreshInterval: metav1.Duration{Duration: 10 * time.Second},
+			RefreshInterval: &metav1.Duration{Duration: 10 * time.Second},
 		},
 	}
 	t.Run("ready on both web nodes", func(t *testing.T) {
@@ -280,7 +280,7 @@ func TestController(t *testing.T) {
 		}
 		eventually(t, 2*time.Minute, "pinned Ready", func() bool { return isReady(getPrefetch(t, cl, controllerNS, "pinned")) })
 		var recs coralv1.PrefetchNodeList
-		if err := cl.List(ctx, &recs, client.InNamespace(controllerNS), client.MatchingLabels{"coral.dev/imageprefetch": "pinned"}); err != nil || len(recs.Items) != 1 || !recs.Items[0].Items[0].Pinned {
+		if err := cl.List(ctx, &recs, client.InNamespace(controllerNS), client.MatchingLabels{"coral.dev/imageprefetch": "pinned"}); err != nil || len(recs.Items) != 1 || !recs.Items[0].Results[0].Pinned {
 			t.Fatalf("want one record with the image pinned: %+v %v", recs.Items, err)
 		}
 		// kubelet removes unused images older than 10 s at each GC pass:

@@ -141,7 +141,7 @@ func (r *ArtifactPrefetchReconciler) target(obj *coralv1.ArtifactPrefetch, s3Key
 // CLI's label and value, so kubectl coral inject artifact targets it.
 func (r *ArtifactPrefetchReconciler) label(ctx context.Context, name string, items []plan.Item, rec *coralv1.PrefetchNode) error {
 	got := map[string]string{}
-	for _, it := range rec.Items {
+	for _, it := range rec.Results {
 		if report.Status(it.Status).Succeeded() {
 			got[it.Ref] = it.Digest
 		}

@@ -187,7 +187,10 @@ func (r *ImagePrefetchReconciler) pullSecrets(ctx context.Context, obj *coralv1.
 // refresh interval passed, records them in st, and says when to refresh
 // next (0: never). A tag that cannot be resolved keeps its last digest.
 func (r *ImagePrefetchReconciler) resolveTags(ctx context.Context, obj *coralv1.ImagePrefetch, st *coralv1.ImagePrefetchStatus, k *registryauth.Keyring, now time.Time) time.Duration {
-	interval := obj.Spec.RefreshInterval.Duration
+	interval := durationOr(obj.Spec.RefreshInterval, 10*time.Minute)
+	if r := obj.Spec.RefreshInterval; r != nil && r.Duration == 0 {
+		interval = 0 // 0s: never
+	}
 	same := len(st.Images) == len(obj.Spec.Images)
 	for i := 0; same && i < len(st.Images); i++ {
 		same = st.Images[i].Image == obj.Spec.Images[i]
@@ -263,8 +266,9 @@ func resolveDigest(ctx context.Context, ref string, kc authn.Keychain) (string, 
 	return desc.Digest.String(), nil
 }
 
-func durationOr(d metav1.Duration, def time.Duration) time.Duration {
-	if d.Duration > 0 {
+// durationOr is d, or def when d is unset or not positive.
+func durationOr(d *metav1.Duration, def time.Duration) time.Duration {
+	if d != nil && d.Duration > 0 {
 		return d.Duration
 	}
 	return def

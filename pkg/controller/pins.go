@@ -48,7 +48,7 @@ func (s *shared) releasePins(ctx context.Context, obj client.Object) (bool, erro
 		if r.Labels[LabelPrefetchUID] == uid || r.Prefetch.Kind != "ImagePrefetch" {
 			continue
 		}
-		for _, it := range r.Items {
+		for _, it := range r.Results {
 			if it.Pinned {
 				keep[r.Node+"\x00"+pinKey(it)] = true
 			}
@@ -65,7 +65,7 @@ func (s *shared) releasePins(ctx context.Context, obj client.Object) (bool, erro
 	done := true
 	for node, rec := range recs {
 		var items []plan.Item
-		for _, it := range rec.Items {
+		for _, it := range rec.Results {
 			if it.Pinned && !keep[node+"\x00"+pinKey(it)] {
 				items = append(items, plan.Item{Ref: it.Ref})
 			}
@@ -133,10 +133,10 @@ func (s *shared) releasePins(ctx context.Context, obj client.Object) (bool, erro
 			s.events.Eventf(ip, nil, corev1.EventTypeWarning, "UnpinFailed", "Unpin", "node %s: %s", node, truncate(strings.Join(failed, "; "), 512))
 		}
 		upd := rec.DeepCopy()
-		for i := range upd.Items {
-			if unpinned[upd.Items[i].Ref] || len(failed) > 0 {
+		for i := range upd.Results {
+			if unpinned[upd.Results[i].Ref] || len(failed) > 0 {
 				// A failed unpin is not retried: the deletion must not hang on it.
-				upd.Items[i].Pinned = false
+				upd.Results[i].Pinned = false
 			}
 		}
 		if err := s.client.Update(ctx, upd); err != nil && !apierrors.IsNotFound(err) {

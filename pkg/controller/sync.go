@@ -251,7 +251,7 @@ func (s *shared) plan(ctx context.Context, tg *target) (*plan.Plan, []string, er
 func missingItems(tg *target, rec *coralv1.PrefetchNode, want []plan.Item) []plan.Item {
 	have := map[string]coralv1.NodeItem{}
 	if rec != nil {
-		for _, it := range rec.Items {
+		for _, it := range rec.Results {
 			have[it.Ref] = it
 		}
 	}
@@ -369,10 +369,7 @@ func (s *shared) collect(ctx context.Context, tg *target, j *batchv1.Job, pod *c
 		res, ok = run.ReadWorkerPod(s.clientset, pod, nj)
 	}
 	if !ok {
-		timeout := tg.run.NodeTimeout.Duration
-		if timeout <= 0 {
-			timeout = 15 * time.Minute
-		}
+		timeout := durationOr(tg.run.NodeTimeout, 15*time.Minute)
 		switch {
 		case jobFailed(j) != "":
 			res, ok = run.FailedNode(nj, "the worker Job failed: "+jobFailed(j)), true
@@ -441,7 +438,7 @@ func (s *shared) record(ctx context.Context, tg *target, node, jobName string, i
 		rec = rec.DeepCopy()
 	}
 	byRef := map[string]int{}
-	for i, it := range rec.Items {
+	for i, it := range rec.Results {
 		byRef[it.Ref] = i
 	}
 	var failures []string
@@ -454,10 +451,10 @@ func (s *shared) record(ctx context.Context, tg *target, node, jobName string, i
 			failures = append(failures, items[i].Ref+": "+it.Message)
 		}
 		if k, ok := byRef[ni.Ref]; ok {
-			rec.Items[k] = ni
+			rec.Results[k] = ni
 		} else {
-			byRef[ni.Ref] = len(rec.Items)
-			rec.Items = append(rec.Items, ni)
+			byRef[ni.Ref] = len(rec.Results)
+			rec.Results = append(rec.Results, ni)
 		}
 	}
 	// Forget items the object no longer wants.
@@ -465,20 +462,20 @@ func (s *shared) record(ctx context.Context, tg *target, node, jobName string, i
 	for _, it := range tg.items {
 		wanted[it.Ref] = true
 	}
-	kept := rec.Items[:0]
-	for _, it := range rec.Items {
+	kept := rec.Results[:0]
+	for _, it := range rec.Results {
 		if wanted[it.Ref] {
 			kept = append(kept, it)
 		}
 	}
-	rec.Items = kept
+	rec.Results = kept
 	rec.LastJob, rec.LastAttemptTime = jobName, &metav1.Time{Time: now}
 	if len(failures) > 0 {
 		rec.State, rec.Message = coralv1.NodeStateFailed, truncate(strings.Join(failures, "; "), 1024)
 		rec.Attempts++
 	} else {
 		rec.State, rec.Message, rec.Attempts = coralv1.NodeStateReady, "", 0
-		for _, it := range rec.Items {
+		for _, it := range rec.Results {
 			if strings.Contains(it.Message, "not pinned") {
 				rec.Message = truncate(it.Ref+": "+it.Message, 1024)
 			}

@@ -13,7 +13,7 @@ import (
 func TestMissingItemsImages(t *testing.T) {
 	r := &ImagePrefetchReconciler{sh: &shared{opts: NewOptions()}}
 	want := []plan.Item{{Ref: "a:1", ExpectedDigest: "sha256:aa"}, {Ref: "b:1", ExpectedDigest: "sha256:bb"}, {Ref: "c:1"}}
-	rec := &coralv1.PrefetchNode{Items: []coralv1.NodeItem{
+	rec := &coralv1.PrefetchNode{Results: []coralv1.NodeItem{
 		{Ref: "a:1", Digest: "sha256:aa", Status: "Pulled"},
 		{Ref: "b:1", Digest: "sha256:old", Status: "Present"}, // the tag moved since
 		{Ref: "c:1", Digest: "sha256:cc", Status: "Failed"},
@@ -27,7 +27,7 @@ func TestMissingItemsImages(t *testing.T) {
 		{"no record: everything", false, nil, []string{"a:1", "b:1", "c:1"}},
 		{"only what is missing or moved", false, rec, []string{"b:1", "c:1"}},
 		{"pin asks again for unpinned items", true, rec, []string{"a:1", "b:1", "c:1"}},
-		{"a runtime that cannot pin is not asked again", true, &coralv1.PrefetchNode{Items: []coralv1.NodeItem{
+		{"a runtime that cannot pin is not asked again", true, &coralv1.PrefetchNode{Results: []coralv1.NodeItem{
 			{Ref: "a:1", Digest: "sha256:aa", Status: "Pulled", Message: "not pinned: the runtime cannot pin"},
 			{Ref: "b:1", Digest: "sha256:bb", Status: "Pulled", Pinned: true},
 			{Ref: "c:1", Digest: "sha256:cc", Status: "Present", Pinned: true},

@@ -63,7 +63,7 @@ func (p PersistSettings) common() (coralv1.Nodes, coralv1.RunSettings, error) {
 	}
 	nodes.Names, nodes.IncludeUnschedulable = p.NodeNames, p.IncludeUnschedulable
 	rs := coralv1.RunSettings{
-		MaxNodesInFlight: int32(p.MaxNodesInFlight), NodeTimeout: metav1.Duration{Duration: p.NodeTimeout},
+		MaxNodesInFlight: int32(p.MaxNodesInFlight), NodeTimeout: durationPtr(p.NodeTimeout),
 		Retries: int32(p.Retries), WorkerImage: p.WorkerImage,
 	}
 	return nodes, rs, nil
@@ -92,11 +92,11 @@ func PersistImages(ctx context.Context, cl client.Client, p ImagePersist) (*repo
 	}
 	spec := coralv1.ImagePrefetchSpec{
 		Images: p.Images, Nodes: nodes, PullSecrets: p.PullSecrets, Pin: p.Pin,
-		MaxPullsPerNode: int32(p.MaxPullsPerNode), ImageTimeout: metav1.Duration{Duration: p.ImageTimeout},
+		MaxPullsPerNode: int32(p.MaxPullsPerNode), ImageTimeout: durationPtr(p.ImageTimeout),
 		RuntimeEndpoint: p.RuntimeEndpoint, RunSettings: rs,
 	}
 	if p.RefreshInterval > 0 {
-		spec.RefreshInterval = metav1.Duration{Duration: p.RefreshInterval}
+		spec.RefreshInterval = &metav1.Duration{Duration: p.RefreshInterval}
 	}
 	obj := &coralv1.ImagePrefetch{ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace}}
 	if err := upsert(ctx, cl, obj, func() { obj.Spec = withDefaults(obj.Spec, spec) }); err != nil {
@@ -117,7 +117,7 @@ func PersistImages(ctx context.Context, cl client.Client, p ImagePersist) (*repo
 // withDefaults keeps the API server's defaults for fields the CLI leaves
 // zero, so an update does not fight them.
 func withDefaults(old, s coralv1.ImagePrefetchSpec) coralv1.ImagePrefetchSpec {
-	if s.RefreshInterval.Duration == 0 {
+	if s.RefreshInterval == nil {
 		s.RefreshInterval = old.RefreshInterval
 	}
 	return s
@@ -157,6 +157,14 @@ func PersistArtifacts(ctx context.Context, cl client.Client, p ArtifactPersist) 
 		return nil, rerr
 	}
 	return rep, err
+}
+
+// durationPtr is nil for 0 (the CRD's default applies).
+func durationPtr(d time.Duration) *metav1.Duration {
+	if d <= 0 {
+		return nil
+	}
+	return &metav1.Duration{Duration: d}
 }
 
 func upsert(ctx context.Context, cl client.Client, obj client.Object, set func()) error {
@@ -217,7 +225,7 @@ func persistReport(ctx context.Context, cl client.Client, obj client.Object, lab
 	}
 	var rows []report.Result
 	for _, r := range recs.Items {
-		for _, it := range r.Items {
+		for _, it := range r.Results {
 			row := report.Result{Node: r.Node, Status: report.Status(it.Status), Digest: it.Digest, ExpectedDigest: it.ExpectedDigest, Pinned: it.Pinned, Message: it.Message}
 			if kind == report.KindArtifactReport {
 				row.Source = it.Ref

@@ -52,7 +52,7 @@ type RunSettings struct {
 	// +optional
 	// +kubebuilder:default="15m"
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('30s') && duration(self) <= duration('24h')",message="nodeTimeout must be between 30s and 24h"
-	NodeTimeout metav1.Duration `json:"nodeTimeout,omitempty"`
+	NodeTimeout *metav1.Duration `json:"nodeTimeout,omitempty"`
 	// retries per item for transient errors (never for not-found or unauthorized).
 	// +optional
 	// +kubebuilder:default=3
@@ -101,13 +101,13 @@ type ImagePrefetchSpec struct {
 	// +optional
 	// +kubebuilder:default="10m"
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10s') && duration(self) <= duration('24h')",message="imageTimeout must be between 10s and 24h"
-	ImageTimeout metav1.Duration `json:"imageTimeout,omitempty"`
+	ImageTimeout *metav1.Duration `json:"imageTimeout,omitempty"`
 	// refreshInterval is how often tags are resolved again; a tag that moved
 	// is prefetched anew on every node. 0s never refreshes.
 	// +optional
 	// +kubebuilder:default="10m"
 	// +kubebuilder:validation:XValidation:rule="duration(self) == duration('0s') || duration(self) >= duration('10s')",message="refreshInterval must be 0s (never) or at least 10s"
-	RefreshInterval metav1.Duration `json:"refreshInterval,omitempty"`
+	RefreshInterval *metav1.Duration `json:"refreshInterval,omitempty"`
 	// runtimeEndpoint overrides the per-node discovery of the runtime socket.
 	// +optional
 	// +kubebuilder:validation:Pattern=`^unix:///.+`
@@ -281,7 +281,7 @@ type ArtifactPrefetchSpec struct {
 	// +optional
 	// +kubebuilder:default="30m"
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10s') && duration(self) <= duration('24h')",message="sourceTimeout must be between 10s and 24h"
-	SourceTimeout metav1.Duration `json:"sourceTimeout,omitempty"`
+	SourceTimeout *metav1.Duration `json:"sourceTimeout,omitempty"`
 	// nodes selects the nodes; empty selects every node.
 	// +optional
 	Nodes Nodes `json:"nodes,omitempty"`
@@ -388,10 +388,12 @@ type PrefetchNode struct {
 	// restarted controller that finds it still there only deletes it).
 	// +optional
 	LastJob string `json:"lastJob,omitempty"`
-	// items are the outcomes of the last Jobs, merged: one entry per item.
+	// results are the outcomes of the last Jobs, merged: one per item (not
+	// "items": a top-level items field would make clients take the object
+	// for a list).
 	// +optional
 	// +kubebuilder:validation:MaxItems=256
-	Items []NodeItem `json:"items,omitempty"`
+	Results []NodeItem `json:"results,omitempty"`
 	// message summarises a failure.
 	// +optional
 	Message string `json:"message,omitempty"`
