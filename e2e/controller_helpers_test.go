@@ -11,6 +11,7 @@ import (
 	"time"
 
 	coralv1 "github.com/coral-dev/coral/pkg/apis/coral/v1alpha1"
+	"github.com/go-logr/logr"
 	"github.com/coral-dev/coral/pkg/controller"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -22,6 +23,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/tools/clientcmd"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
@@ -32,6 +34,7 @@ func (c *cluster) crClient(t *testing.T) client.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ctrl.SetLogger(logr.Discard())
 	cl, err := client.New(cfg, client.Options{Scheme: controller.Scheme()})
 	if err != nil {
 		t.Fatal(err)

@@ -169,18 +169,24 @@ func TestController(t *testing.T) {
 		ref3, d3 := c.pushRandomImage(t, c.env["CORAL_REGISTRY"], "ctl-c", nil)
 		g := getPrefetch(t, cl, controllerNS, "web")
 		g.Spec.Images = append(g.Spec.Images, ref3)
+		// One node at a time, so the kill lands with nodes still to do.
+		g.Spec.MaxNodesInFlight = 1
 		if err := cl.Update(ctx, g); err != nil {
 			t.Fatal(err)
 		}
 		eventually(t, time.Minute, "the first Job of the new spec", func() bool { return len(rec.nodes()) > 0 })
 		pods := c.controllerPods(t, controllerNS)
+		before := len(rec.nodes())
 		for _, p := range pods {
 			zero := int64(0)
 			if err := c.client.CoreV1().Pods(controllerNS).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
 				t.Fatal(err)
 			}
 		}
-		t.Logf("killed the controller (%d pods) with %d Jobs created", len(pods), len(rec.nodes()))
+		t.Logf("killed the controller (%d pods) with %d of %d nodes' Jobs created", len(pods), before, len(web))
+		if before >= len(web) {
+			t.Fatalf("every node's Job existed before the kill: the restart was not tested mid-run")
+		}
 		took := eventually(t, 3*time.Minute, "Ready with the new image after the restart", func() bool {
 			g := getPrefetch(t, cl, controllerNS, "web")
 			return isReady(g) && g.Status.Ready == fmt.Sprintf("%d/%d", len(web), len(web))

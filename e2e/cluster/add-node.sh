@@ -39,13 +39,22 @@ add_node() {
   fi
   launch_containerd "$node"
   wait_containerd "$node"
-  # The labels are the kubelet's --node-labels, as on a node an autoscaler adds.
+  # The Node object exists before its kubelet runs, with the runtime socket
+  # annotation, as on a kubeadm join (the annotation is there before the node
+  # is Ready). The kubelet adopts it; its --node-labels are the same labels.
+  kc apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Node
+metadata:
+  name: $node
+  labels: {$(printf '%s' "$labels" | sed 's/=/: /g; s/,/, /g')}
+  annotations:
+    kubeadm.alpha.kubernetes.io/cri-socket: unix://$(node_socket "$node")
+    coral.dev/host-root: $(node_host_root "$node")
+EOF
   node_labels() { echo "$labels"; }
   start_kubelet "$node"
   wait_for "kubelet-$node" 60 "$node to register" node_registered "$node"
-  kc annotate --overwrite node "$node" >/dev/null \
-    "kubeadm.alpha.kubernetes.io/cri-socket=unix://$(node_socket "$node")" \
-    "coral.dev/host-root=$(node_host_root "$node")"
   kc wait --for=condition=Ready node "$node" --timeout=120s >/dev/null ||
     die "$node not Ready after 120s; see $CLUSTER_DIR/logs/kubelet-$node.log"
   echo "$node" >>"$CLUSTER_DIR/added-nodes"

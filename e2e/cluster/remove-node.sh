@@ -37,9 +37,10 @@ main() {
   for _ in $(seq 1 25); do
     pids=$( {
       while read -r h; do
-        [ -d "$h$(node_cgroup "$node")" ] && find "$h$(node_cgroup "$node")" -name cgroup.procs -exec cat {} + 2>/dev/null
+        [ -d "$h$(node_cgroup "$node")" ] && find "$h$(node_cgroup "$node")" -name cgroup.procs -exec cat {} + 2>/dev/null || true
       done < <(cgroup_mounts)
-      grep -lsF "$(node_dir "$node")/" /proc/[0-9]*/cmdline | sed 's#/proc/\([0-9]*\)/cmdline#\1#'
+      # grep exits 2 when a process vanished while it read: not an error here.
+      grep -lsF "$(node_dir "$node")/" /proc/[0-9]*/cmdline | sed 's#/proc/\([0-9]*\)/cmdline#\1#' || true
     } | sort -u)
     [ -z "$pids" ] && break
     # shellcheck disable=SC2086

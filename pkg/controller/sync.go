@@ -141,9 +141,18 @@ func (s *shared) sync(ctx context.Context, tg *target) (*outcome, error) {
 		inPlan[t.Node] = true
 		out.desired++
 		rec := records[t.Node]
-		if jobOf[t.Node] != nil {
-			out.inFlight++
-			continue
+		if j := jobOf[t.Node]; j != nil {
+			if socketOf(j) == "" || socketOf(j) == t.RuntimeSocket {
+				out.inFlight++
+				continue
+			}
+			// The node's runtime socket changed (e.g. its cri-socket
+			// annotation arrived after it turned Ready): a Job mounting the
+			// old path can never start. Replace it.
+			if err := s.deleteJob(ctx, j); err != nil {
+				return nil, err
+			}
+			delete(jobOf, t.Node)
 		}
 		missing := missingItems(tg, rec, t.Items)
 		if len(missing) == 0 {
@@ -198,6 +207,17 @@ func (s *shared) sync(ctx context.Context, tg *target) (*outcome, error) {
 type attemptTask struct {
 	task     plan.Task
 	attempts int32
+}
+
+// socketOf is the host path of the runtime socket a Job mounts ("" for
+// artifact Jobs, which mount none).
+func socketOf(j *batchv1.Job) string {
+	for _, v := range j.Spec.Template.Spec.Volumes {
+		if v.Name == "cri-socket" && v.HostPath != nil {
+			return v.HostPath.Path
+		}
+	}
+	return ""
 }
 
 func isSkipped(p *plan.Plan, node string) bool {
@@ -330,11 +350,11 @@ func (s *shared) start(ctx context.Context, tg *target, cands []attemptTask, out
 
 // jobFor builds a node's Job with the CLI's builder, then marks it as the
 // controller's: labels, owner, and its items for reading the result later.
-// Its name is a function of the object, node, items and attempt, so a
-// create repeated after a crash finds the Job it made before.
+// Its name is a function of the object, node, items, attempt and socket, so
+// a create repeated after a crash finds the Job it made before.
 func (s *shared) jobFor(tg *target, t plan.Task, attempts int32) *batchv1.Job {
 	items, _ := json.Marshal(t.Items)
-	h := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%s\x00%s\x00%d", tg.obj.GetUID(), t.Node, items, attempts)))
+	h := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%s\x00%s\x00%d\x00%s", tg.obj.GetUID(), t.Node, items, attempts, t.RuntimeSocket)))
 	runID := "p" + hex.EncodeToString(h[:])[:8]
 	job := tg.build(t, runID)
 	for _, m := range []map[string]string{job.Labels, job.Spec.Template.Labels} {
