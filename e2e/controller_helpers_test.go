@@ -11,8 +11,8 @@ import (
 	"time"
 
 	coralv1 "github.com/coral-dev/coral/pkg/apis/coral/v1alpha1"
-	"github.com/go-logr/logr"
 	"github.com/coral-dev/coral/pkg/controller"
+	"github.com/go-logr/logr"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	batchv1 "k8s.io/api/batch/v1"
