@@ -289,9 +289,13 @@ func TestController(t *testing.T) {
 		if err := cl.List(ctx, &recs, client.InNamespace(controllerNS), client.MatchingLabels{"coral.dev/imageprefetch": "pinned"}); err != nil || len(recs.Items) != 1 || !recs.Items[0].Results[0].Pinned {
 			t.Fatalf("want one record with the image pinned: %+v %v", recs.Items, err)
 		}
-		// kubelet removes unused images older than 10 s at each GC pass:
-		// the pinned image must outlive several.
-		time.Sleep(45 * time.Second)
+		// kubelet removes unused images older than 10 s at each GC pass (every
+		// 5 minutes): the worker image, unused once its Job is gone, going
+		// away shows that a pass ran; the pinned image must have outlived it.
+		took := eventually(t, 6*time.Minute, "an image GC pass removes the unused worker image", func() bool {
+			return !c.nodeHolds(t, node, c.env["CORAL_WORKER_IMAGE"], "")
+		})
+		t.Logf("image GC removed the unused worker image %s after Ready", took.Round(time.Second))
 		if !c.nodeHolds(t, node, ref, d) {
 			t.Fatalf("%s lost the pinned image %s to image GC", node, ref)
 		}
@@ -302,7 +306,7 @@ func TestController(t *testing.T) {
 			err := cl.Get(ctx, client.ObjectKeyFromObject(pin), &coralv1.ImagePrefetch{})
 			return apierrors.IsNotFound(err)
 		})
-		took := eventually(t, 6*time.Minute, "image GC removes the unpinned image", func() bool { return !c.nodeHolds(t, node, ref, "") })
+		took = eventually(t, 6*time.Minute, "image GC removes the unpinned image", func() bool { return !c.nodeHolds(t, node, ref, "") })
 		t.Logf("unpinned image removed by kubelet's GC %s after the object was gone", took.Round(time.Second))
 	})
 
