@@ -30,6 +30,7 @@ const controllerNS = "coral-system"
 // pull secret shown as Degraded, and an uninstall that leaves nothing.
 func TestController(t *testing.T) {
 	c := getCluster(t)
+	top := t // nodes added in one step serve the later steps: removed at the end
 	if c.env["CORAL_CONTROLLER_IMAGE"] == "" || c.env["CORAL_APISERVER"] == "" {
 		t.Fatal("the env file has no CORAL_CONTROLLER_IMAGE / CORAL_APISERVER: run make cluster-up from this checkout")
 	}
@@ -113,7 +114,7 @@ func TestController(t *testing.T) {
 	t.Run("a joining node gets the images", func(t *testing.T) {
 		rec := c.recordJobs(t)
 		const node = "coral-node-4"
-		t.Cleanup(func() { c.script(t, "remove-node.sh", node) })
+		top.Cleanup(func() { c.script(top, "remove-node.sh", node) })
 		c.script(t, "add-node.sh", node, "pool=web")
 		held := eventually(t, 90*time.Second, node+" holds the images", func() bool {
 			return c.nodeHolds(t, node, ref1, d1) && c.nodeHolds(t, node, ref2, d2)
