@@ -185,6 +185,20 @@ func (r *jobRecorder) nodes() []string {
 	return out
 }
 
+// nodesWith returns the node of every Job recorded so far whose items
+// include ref.
+func (r *jobRecorder) nodesWith(ref string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, j := range r.created {
+		if strings.Contains(j.Annotations["coral.dev/items"], `"`+ref+`"`) {
+			out = append(out, j.Annotations["coral.dev/node"])
+		}
+	}
+	return out
+}
+
 // controllerJobs lists the controller's Jobs in every namespace.
 func (c *cluster) controllerJobs(t *testing.T) []batchv1.Job {
 	t.Helper()

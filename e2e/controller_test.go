@@ -175,9 +175,9 @@ func TestController(t *testing.T) {
 		if err := cl.Update(ctx, g); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, time.Minute, "the first Job of the new spec", func() bool { return len(rec.nodes()) > 0 })
+		eventually(t, time.Minute, "the first Job of the new spec", func() bool { return len(rec.nodesWith(ref3)) > 0 })
 		pods := c.controllerPods(t, controllerNS)
-		before := len(rec.nodes())
+		before := len(rec.nodesWith(ref3))
 		for _, p := range pods {
 			zero := int64(0)
 			if err := c.client.CoreV1().Pods(controllerNS).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
@@ -199,7 +199,7 @@ func TestController(t *testing.T) {
 			}
 		}
 		perNode := map[string]int{}
-		for _, n := range rec.nodes() {
+		for _, n := range rec.nodesWith(ref3) {
 			perNode[n]++
 		}
 		for n, k := range perNode {

@@ -183,7 +183,9 @@ func (s *shared) jobsInFlight(ctx context.Context) (map[string][]string, int, er
 		byNode[j.Annotations[jobs.AnnotationNode]] = append(byNode[j.Annotations[jobs.AnnotationNode]], key)
 	}
 	for key, e := range s.created {
-		if seen[key] {
+		// Seen by the cache, or already read and deleted by us (a quick Job
+		// may come and go between two calls): no longer an expectation.
+		if _, gone := s.deleted[key]; seen[key] || gone {
 			delete(s.created, key)
 			continue
 		}
