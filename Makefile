@@ -112,3 +112,42 @@ fuzz: ## run every Fuzz* target in the repository for FUZZTIME each (default 5m;
 # built once into $(CORAL_CACHE)) and stops it at the end, also on failure.
 bench-scale: ## prefetch on N kwok-simulated nodes vs the bound the control plane allows, side by side (SCALE_N="100 1000 5000", ROUNDS=1, SCALE_ARGS=…; see docs/scale.md)
 	SCALE_N='$(SCALE_N)' ROUNDS='$(ROUNDS)' SCALE_ARGS='$(SCALE_ARGS)' GO='$(GO)' bash bench/scale/bench-scale.sh
+
+# --- controller mode (issue 11) ----------------------------------------------
+.PHONY: manifests verify-manifests controller controllerimage controllerimage-push
+CONTROLLER_GEN := $(GO) -C hack/tools run sigs.k8s.io/controller-tools/cmd/controller-gen
+CONTROLLER_REPO ?= coral-controller
+CONTROLLER_PLATFORMS ?= $(WORKER_PLATFORMS)
+
+# Deepcopy and CRDs from pkg/apis (controller-gen pinned in hack/tools/go.mod).
+# The CRDs are written to config/crd and embedded by `kubectl coral install`.
+manifests: ## generate deepcopy code and CRD YAML from pkg/apis (commit the result)
+	$(CONTROLLER_GEN) object paths=$(CURDIR)/pkg/apis/... 
+	$(CONTROLLER_GEN) crd paths=$(CURDIR)/pkg/apis/... output:crd:artifacts:config=$(CURDIR)/config/crd
+
+verify-manifests: ## fail when the generated deepcopy or CRDs are stale (run by pkg/apis tests too)
+	@$(MAKE) --no-print-directory manifests >/dev/null
+	@git diff --exit-code -- config/crd pkg/apis || { echo "generated files are stale: run make manifests and commit" >&2; exit 1; }
+
+controller: ## bin/coral-controller
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/coral-controller ./cmd/coral-controller
+
+# The controller image, assembled like the worker's (static, FROM scratch, no
+# shell) with jobimage/assemble. REGISTRY=host:port pushes
+# $(REGISTRY)/$(CONTROLLER_REPO):$(VERSION) and prints the reference last.
+controllerimage: ## build the controller image (REGISTRY=host:port to push)
+	@mkdir -p bin/controller
+	@set -e; args=""; for p in $(CONTROLLER_PLATFORMS); do \
+	  os=$${p%/*}; arch=$${p#*/}; \
+	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/controller/coral-controller-$$os-$$arch ./cmd/coral-controller >&2; \
+	  args="$$args --binary $$p=bin/controller/coral-controller-$$os-$$arch"; \
+	done; \
+	if [ -n "$(REGISTRY)" ]; then \
+	  $(GO) run ./jobimage/assemble $$args --name coral-controller $(if $(INSECURE),--insecure) --push $(REGISTRY)/$(CONTROLLER_REPO):$(VERSION); \
+	else \
+	  $(GO) run ./jobimage/assemble $$args --name coral-controller --oci-layout bin/controller/oci-layout; \
+	fi
+
+controllerimage-push: ## push the versioned controller image: make controllerimage-push REGISTRY=… VERSION=…
+	@test -n "$(REGISTRY)" || { echo "set REGISTRY=host[:port][/path]" >&2; exit 2; }
+	@$(MAKE) --no-print-directory controllerimage REGISTRY=$(REGISTRY) VERSION=$(VERSION)

@@ -325,6 +325,23 @@ push_worker_image() {
   log "worker image: $WORKER_IMAGE"
 }
 
+# push_controller_image runs `make controllerimage` (the controller mode's
+# image) for this machine's platform and records the pushed reference.
+push_controller_image() {
+  CONTROLLER_IMAGE=""
+  if [ "${CORAL_SKIP_JOBIMAGE:-}" = 1 ]; then
+    return 0
+  fi
+  log "building and pushing the controller image (make controllerimage REGISTRY=$REGISTRY)"
+  local out
+  out=$(make -C "$REPO_ROOT" --no-print-directory controllerimage REGISTRY="$REGISTRY" \
+    CONTROLLER_PLATFORMS="linux/$(go env GOARCH)") || die "make controllerimage REGISTRY=$REGISTRY failed"
+  CONTROLLER_IMAGE=$(printf '%s\n' "$out" | awk 'NF {line = $0} END {print line}')
+  [[ $CONTROLLER_IMAGE == "$REGISTRY"/* ]] ||
+    die "make controllerimage printed '$CONTROLLER_IMAGE' as its last line; want a reference in $REGISTRY"
+  log "controller image: $CONTROLLER_IMAGE"
+}
+
 # ---- etcd and the control plane -----------------------------------------------
 
 https_healthy() { # PORT PATH
@@ -714,6 +731,8 @@ write_env() {
     env_line CORAL_CRICTL "$CRICTL"
     env_line CORAL_IMAGETOOL "$TOOLS_DIR/imagetool"
     env_line CORAL_WORKER_IMAGE "$WORKER_IMAGE"
+    env_line CORAL_CONTROLLER_IMAGE "${CONTROLLER_IMAGE:-}"
+    env_line CORAL_APISERVER "127.0.0.1:$APISERVER_PORT"
     env_line CORAL_PAUSE_IMAGE "$PAUSE_IMAGE"
     env_line CORAL_SAMPLE_IMAGES "$SAMPLE_IMAGES"
     env_line CORAL_AUTH_SAMPLE_IMAGE "$AUTH_SAMPLE_IMAGE"
@@ -799,6 +818,7 @@ main() {
     start_cluster
   fi
   push_worker_image
+  push_controller_image
   write_env
   log "cluster up in $((SECONDS - t0))s: source $ENV_FILE"
   kc get nodes -L pool >&2

@@ -37,18 +37,19 @@ func main() {
 	push := flag.String("push", "", "push the index to this reference")
 	ociLayout := flag.String("oci-layout", "", "write the index to this OCI layout directory")
 	insecure := flag.Bool("insecure", false, "allow plain http to the registry")
+	binName := flag.String("name", "coral-worker", "the binary's file name in the image (its entrypoint)")
 	flag.Parse()
-	if err := run(bins, *push, *ociLayout, *insecure); err != nil {
+	if err := run(bins, *binName, *push, *ociLayout, *insecure); err != nil {
 		fmt.Fprintln(os.Stderr, "assemble:", err)
 		os.Exit(1)
 	}
 }
 
-func run(bins binaries, push, ociLayout string, insecure bool) error {
+func run(bins binaries, binName, push, ociLayout string, insecure bool) error {
 	if push == "" && ociLayout == "" {
 		return fmt.Errorf("give --push REF or --oci-layout DIR")
 	}
-	idx, err := imagebuild.Index(bins, "coral-worker")
+	idx, err := imagebuild.Index(bins, binName)
 	if err != nil {
 		return err
 	}

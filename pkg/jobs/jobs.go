@@ -58,6 +58,8 @@ type Spec struct {
 	WorkerPullSecrets []string
 	// Pin asks the worker to pin the images against kubelet's image GC.
 	Pin bool
+	// Unpin makes the Job release the images' pins instead of pulling them.
+	Unpin bool
 	// PriorityClassName, when set, is given to worker pods.
 	PriorityClassName string
 }
@@ -128,6 +130,9 @@ func ForTask(t plan.Task, s Spec) *batchv1.Job {
 	}
 	for _, it := range t.Items {
 		args = append(args, "--image="+ImageArg(it))
+	}
+	if s.Unpin {
+		args[0] = "unpin"
 	}
 
 	volumes := []corev1.Volume{{

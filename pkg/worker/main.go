@@ -43,6 +43,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, terminat
 			return mainPull(ctx, args, stdout, stderr, terminationPath)
 		case "fetch":
 			return mainFetch(ctx, args, stdout, stderr, terminationPath)
+		case "unpin":
+			return mainUnpin(ctx, args, stdout, stderr, terminationPath)
 		}
 	}
 	fmt.Fprintln(stderr, "usage: coral-worker pull --runtime-endpoint=unix:///… --image=REF[=DIGEST]…\n       coral-worker fetch --dir=DIR --source=URL[=SHA256]…")

@@ -1,0 +1,252 @@
+package prefetch
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	coralv1 "github.com/coral-dev/coral/pkg/apis/coral/v1alpha1"
+	"github.com/coral-dev/coral/pkg/report"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// This file is `--persist NAME`: instead of running Jobs itself, the
+// command writes an ImagePrefetch or ArtifactPrefetch for the controller
+// (kubectl coral install) and, unless told not to wait, waits until it has
+// settled and reports from the controller's per-node records, so the report
+// and exit code match a one-shot run.
+
+// PersistSettings are the flags --persist shares between both commands.
+type PersistSettings struct {
+	Name      string
+	Namespace string
+	// Selector is the -l string; NodeNames --nodes.
+	Selector             string
+	NodeNames            []string
+	IncludeUnschedulable bool
+	WorkerImage          string
+	MaxNodesInFlight     int
+	NodeTimeout          time.Duration
+	Retries              int
+	// Wait for the object to settle; WaitTimeout bounds it.
+	Wait        bool
+	WaitTimeout time.Duration
+}
+
+// PersistClient builds a client that knows Coral's types.
+func PersistClient(cfg *rest.Config) (client.Client, error) {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		return nil, err
+	}
+	if err := coralv1.AddToScheme(s); err != nil {
+		return nil, err
+	}
+	return client.New(cfg, client.Options{Scheme: s})
+}
+
+func (p PersistSettings) common() (coralv1.Nodes, coralv1.RunSettings, error) {
+	var nodes coralv1.Nodes
+	if p.Selector != "" {
+		sel, err := metav1.ParseToLabelSelector(p.Selector)
+		if err != nil {
+			return nodes, coralv1.RunSettings{}, fmt.Errorf("-l/--selector %q: %w", p.Selector, err)
+		}
+		nodes.Selector = sel
+	}
+	nodes.Names, nodes.IncludeUnschedulable = p.NodeNames, p.IncludeUnschedulable
+	rs := coralv1.RunSettings{
+		MaxNodesInFlight: int32(p.MaxNodesInFlight), NodeTimeout: durationPtr(p.NodeTimeout),
+		Retries: int32(p.Retries), WorkerImage: p.WorkerImage,
+	}
+	return nodes, rs, nil
+}
+
+// ImagePersist is what `prefetch images --persist` writes.
+type ImagePersist struct {
+	PersistSettings
+	Images          []string
+	PullSecrets     []string
+	Pin             bool
+	MaxPullsPerNode int
+	ImageTimeout    time.Duration
+	RuntimeEndpoint string
+	// RefreshInterval re-resolves tags (0: the CRD's default).
+	RefreshInterval time.Duration
+}
+
+// PersistImages creates or updates the ImagePrefetch, waits (when asked)
+// and returns the report built from the controller's records. The report
+// is nil when not waiting.
+func PersistImages(ctx context.Context, cl client.Client, p ImagePersist) (*report.PrefetchReport, error) {
+	nodes, rs, err := p.common()
+	if err != nil {
+		return nil, err
+	}
+	spec := coralv1.ImagePrefetchSpec{
+		Images: p.Images, Nodes: nodes, PullSecrets: p.PullSecrets, Pin: p.Pin,
+		MaxPullsPerNode: int32(p.MaxPullsPerNode), ImageTimeout: durationPtr(p.ImageTimeout),
+		RuntimeEndpoint: p.RuntimeEndpoint, RunSettings: rs,
+	}
+	if p.RefreshInterval > 0 {
+		spec.RefreshInterval = &metav1.Duration{Duration: p.RefreshInterval}
+	}
+	obj := &coralv1.ImagePrefetch{ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace}}
+	if err := upsert(ctx, cl, obj, func() { obj.Spec = withDefaults(obj.Spec, spec) }); err != nil {
+		return nil, err
+	}
+	if !p.Wait {
+		return nil, nil
+	}
+	start := time.Now()
+	st, err := waitSettled(ctx, cl, obj, p.WaitTimeout, func() (int64, *coralv1.PrefetchStatus) { return obj.Generation, &obj.Status.PrefetchStatus })
+	rep, rerr := persistReport(ctx, cl, obj, "coral.dev/imageprefetch", report.KindPrefetchReport, st, start, p.Images)
+	if rerr != nil {
+		return nil, rerr
+	}
+	return rep, err
+}
+
+// withDefaults keeps the API server's defaults for fields the CLI leaves
+// zero, so an update does not fight them.
+func withDefaults(old, s coralv1.ImagePrefetchSpec) coralv1.ImagePrefetchSpec {
+	if s.RefreshInterval == nil {
+		s.RefreshInterval = old.RefreshInterval
+	}
+	return s
+}
+
+// ArtifactPersist is what `prefetch artifacts --persist` writes.
+type ArtifactPersist struct {
+	PersistSettings
+	Spec coralv1.ArtifactPrefetchSpec
+}
+
+// PersistArtifacts creates or updates the ArtifactPrefetch (Spec's node
+// and run settings come from PersistSettings), waits when asked, and
+// returns the report.
+func PersistArtifacts(ctx context.Context, cl client.Client, p ArtifactPersist) (*report.PrefetchReport, error) {
+	nodes, rs, err := p.common()
+	if err != nil {
+		return nil, err
+	}
+	spec := p.Spec
+	spec.Nodes, spec.RunSettings = nodes, rs
+	obj := &coralv1.ArtifactPrefetch{ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace}}
+	if err := upsert(ctx, cl, obj, func() { obj.Spec = spec }); err != nil {
+		return nil, err
+	}
+	if !p.Wait {
+		return nil, nil
+	}
+	start := time.Now()
+	st, err := waitSettled(ctx, cl, obj, p.WaitTimeout, func() (int64, *coralv1.PrefetchStatus) { return obj.Generation, &obj.Status.PrefetchStatus })
+	var sources []string
+	for _, s := range spec.Sources {
+		sources = append(sources, s.URL)
+	}
+	rep, rerr := persistReport(ctx, cl, obj, "coral.dev/artifactprefetch", report.KindArtifactReport, st, start, sources)
+	if rerr != nil {
+		return nil, rerr
+	}
+	return rep, err
+}
+
+// durationPtr is nil for 0 (the CRD's default applies).
+func durationPtr(d time.Duration) *metav1.Duration {
+	if d <= 0 {
+		return nil
+	}
+	return &metav1.Duration{Duration: d}
+}
+
+func upsert(ctx context.Context, cl client.Client, obj client.Object, set func()) error {
+	err := cl.Get(ctx, client.ObjectKeyFromObject(obj), obj)
+	switch {
+	case apierrors.IsNotFound(err):
+		set()
+		err = cl.Create(ctx, obj)
+	case err == nil:
+		set()
+		err = cl.Update(ctx, obj)
+	}
+	if err != nil {
+		if meta.IsNoMatchError(err) || apierrors.IsNotFound(err) {
+			return fmt.Errorf("writing %s/%s: %w (is the controller installed? kubectl coral install)", obj.GetNamespace(), obj.GetName(), err)
+		}
+		return fmt.Errorf("writing %s/%s: %w", obj.GetNamespace(), obj.GetName(), err)
+	}
+	return nil
+}
+
+// errNotSettled is returned with the report when the wait timed out.
+var errNotSettled = fmt.Errorf("the prefetch did not settle in time")
+
+// waitSettled polls until the status describes the current generation and
+// is Ready, or nothing is in flight any more (failures), or it is blocked.
+func waitSettled(ctx context.Context, cl client.Client, obj client.Object, timeout time.Duration, status func() (int64, *coralv1.PrefetchStatus)) (*coralv1.PrefetchStatus, error) {
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var last *coralv1.PrefetchStatus
+	err := wait.PollUntilContextCancel(wctx, time.Second, true, func(ctx context.Context) (bool, error) {
+		if err := cl.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+			return false, nil
+		}
+		gen, st := status()
+		last = st
+		if st.ObservedGeneration != gen {
+			return false, nil
+		}
+		if meta.IsStatusConditionTrue(st.Conditions, coralv1.ConditionReady) {
+			return true, nil
+		}
+		prog := meta.FindStatusCondition(st.Conditions, coralv1.ConditionProgressing)
+		return prog != nil && prog.Status == metav1.ConditionFalse, nil
+	})
+	if err != nil {
+		return last, fmt.Errorf("%w (%s)", errNotSettled, timeout)
+	}
+	return last, nil
+}
+
+// persistReport turns the object's PrefetchNode records into the CLI's
+// report: one row per node and item, plus the skipped nodes the status lists.
+func persistReport(ctx context.Context, cl client.Client, obj client.Object, label, kind string, st *coralv1.PrefetchStatus, start time.Time, items []string) (*report.PrefetchReport, error) {
+	var recs coralv1.PrefetchNodeList
+	if err := cl.List(ctx, &recs, client.InNamespace(obj.GetNamespace()), client.MatchingLabels{label: obj.GetName()}); err != nil {
+		return nil, err
+	}
+	var rows []report.Result
+	for _, r := range recs.Items {
+		for _, it := range r.Results {
+			row := report.Result{Node: r.Node, Status: report.Status(it.Status), Digest: it.Digest, ExpectedDigest: it.ExpectedDigest, Pinned: it.Pinned, Message: it.Message}
+			if kind == report.KindArtifactReport {
+				row.Source = it.Ref
+			} else {
+				row.Image = it.Ref
+			}
+			rows = append(rows, row)
+		}
+	}
+	if st != nil {
+		for _, sk := range st.Skipped {
+			for _, it := range items {
+				row := report.Result{Node: sk.Node, Status: report.StatusSkipped, Message: sk.Message}
+				if kind == report.KindArtifactReport {
+					row.Source = it
+				} else {
+					row.Image = it
+				}
+				rows = append(rows, row)
+			}
+		}
+	}
+	return report.NewReport(kind, obj.GetName(), start, time.Now(), rows), nil
+}

@@ -1,0 +1,296 @@
+package controller
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	coralv1 "github.com/coral-dev/coral/pkg/apis/coral/v1alpha1"
+	"github.com/coral-dev/coral/pkg/jobs"
+	"github.com/coral-dev/coral/pkg/report"
+	"github.com/go-logr/logr/funcr"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+)
+
+// apiServerAssets finds kube-apiserver (built by make cluster-up into
+// /var/cache/coral) and etcd, or says why not.
+func apiServerAssets(t *testing.T) string {
+	if d := os.Getenv("KUBEBUILDER_ASSETS"); d != "" {
+		return d
+	}
+	apis, _ := filepath.Glob("/var/cache/coral/k8s-*/kube-apiserver")
+	etcd, err := exec.LookPath("etcd")
+	if len(apis) == 0 || err != nil {
+		t.Skip("needs kube-apiserver (make cluster-up builds it into /var/cache/coral) and etcd (e2e/cluster/install-deps.sh), or KUBEBUILDER_ASSETS")
+	}
+	dir := t.TempDir()
+	for name, target := range map[string]string{"kube-apiserver": apis[0], "etcd": etcd} {
+		if err := os.Symlink(target, filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// startController runs the controller against cfg until the returned stop.
+func startController(t *testing.T, cfg *rest.Config, o Options) func() {
+	t.Helper()
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: Scheme(), Cache: CacheOptions(), Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
+		// A restart in the same process registers the controllers again.
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Setup(mgr, o); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("manager: %v", err)
+		}
+	}
+}
+
+// TestReconcileAgainstAPIServer runs the controller against a real API
+// server and etcd (no kubelets: the test plays the Job controller and the
+// worker by creating each Job's pod with the worker's termination message).
+// It checks the global cap, one Job per node, records, status, a node that
+// joins, and a restart that adopts the Job in flight instead of duplicating it.
+func TestReconcileAgainstAPIServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd and kube-apiserver")
+	}
+	env := &envtest.Environment{
+		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd")},
+		ErrorIfCRDPathMissing: true,
+		BinaryAssetsDirectory: apiServerAssets(t),
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		t.Fatalf("starting etcd and kube-apiserver: %v", err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	ctx := context.Background()
+	cl, err := client.New(cfg, client.Options{Scheme: Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const ns = "coral"
+	must(t, cl.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
+	must(t, cl.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: ns}}))
+	for _, n := range []string{"n1", "n2", "n3"} {
+		addNode(t, cl, n, "web")
+	}
+	addNode(t, cl, "b1", "batch")
+
+	ctrl.SetLogger(funcr.New(func(prefix, args string) { t.Log(prefix, args) }, funcr.Options{}))
+	o := NewOptions()
+	o.WorkerImage, o.MaxJobsInFlight = "reg.local/coral-worker:test", 2
+	stop := startController(t, cfg, o)
+
+	img := "reg.local/app@sha256:" + strings.Repeat("a", 64) // a digest: resolved without a registry
+	ip := &coralv1.ImagePrefetch{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
+		Spec: coralv1.ImagePrefetchSpec{Images: []string{img}, Nodes: coralv1.Nodes{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"pool": "web"}}},
+			RunSettings: coralv1.RunSettings{MaxNodesInFlight: 20}},
+	}
+	must(t, cl.Create(ctx, ip))
+
+	// The global cap: 2 Jobs for 3 nodes, then the third when one finishes.
+	waitFor(t, "2 Jobs (the global cap)", func() bool { return len(listJobs(t, cl, ns)) == 2 })
+	time.Sleep(time.Second)
+	js := listJobs(t, cl, ns)
+	if len(js) != 2 {
+		t.Fatalf("%d Jobs with a cap of 2", len(js))
+	}
+	j := js[0]
+	if j.Labels[jobs.LabelManagedBy] != ManagedBy || j.Labels[LabelImagePrefetch] != "web" || j.Spec.Template.Spec.NodeName != j.Annotations[jobs.AnnotationNode] {
+		t.Errorf("Job labels %v, node %s", j.Labels, j.Spec.Template.Spec.NodeName)
+	}
+	if args := strings.Join(j.Spec.Template.Spec.Containers[0].Args, " "); !strings.Contains(args, "--image="+img+"=sha256:") {
+		t.Errorf("worker args %q lack the image with its digest", args)
+	}
+	finishJob(t, cl, &j, report.StatusPulled)
+	waitFor(t, "the finished Job deleted and the third node's Job created", func() bool {
+		nodes := jobNodes(listJobs(t, cl, ns))
+		return len(nodes) == 2 && !contains(nodes, j.Annotations[jobs.AnnotationNode])
+	})
+	for _, j := range listJobs(t, cl, ns) {
+		finishJob(t, cl, &j, report.StatusPulled)
+	}
+	waitFor(t, "Ready 3/3", func() bool {
+		must(t, cl.Get(ctx, client.ObjectKeyFromObject(ip), ip))
+		return meta.IsStatusConditionTrue(ip.Status.Conditions, coralv1.ConditionReady) && ip.Status.Ready == "3/3"
+	})
+	var recs coralv1.PrefetchNodeList
+	must(t, cl.List(ctx, &recs, client.InNamespace(ns)))
+	if len(recs.Items) != 3 {
+		t.Fatalf("%d PrefetchNode records, want 3", len(recs.Items))
+	}
+	for _, r := range recs.Items {
+		if r.State != coralv1.NodeStateReady || r.Results[0].Digest != "sha256:"+strings.Repeat("a", 64) || len(r.OwnerReferences) != 1 {
+			t.Errorf("record %s: %+v", r.Name, r)
+		}
+	}
+	waitFor(t, "no Job left", func() bool { return len(listJobs(t, cl, ns)) == 0 })
+
+	// A node joins: one Job, for it only.
+	addNode(t, cl, "n4", "web")
+	waitFor(t, "a Job for n4", func() bool { return len(listJobs(t, cl, ns)) == 1 })
+	first := listJobs(t, cl, ns)[0]
+	if first.Annotations[jobs.AnnotationNode] != "n4" {
+		t.Fatalf("the Job is for %s", first.Annotations[jobs.AnnotationNode])
+	}
+
+	// Restart with the Job in flight: the new controller adopts it.
+	stop()
+	stop = startController(t, cfg, o)
+	defer stop()
+	time.Sleep(3 * time.Second)
+	if js := listJobs(t, cl, ns); len(js) != 1 || js[0].UID != first.UID {
+		t.Fatalf("after a restart: %d Jobs (want the one in flight, adopted)", len(js))
+	}
+	finishJob(t, cl, &first, report.StatusPresent)
+	waitFor(t, "Ready 4/4", func() bool {
+		must(t, cl.Get(ctx, client.ObjectKeyFromObject(ip), ip))
+		return meta.IsStatusConditionTrue(ip.Status.Conditions, coralv1.ConditionReady) && ip.Status.Ready == "4/4"
+	})
+
+	// A failing node: Degraded with the worker's message, retried later, not at once.
+	addNode(t, cl, "n5", "web")
+	waitFor(t, "a Job for n5", func() bool { return len(listJobs(t, cl, ns)) == 1 })
+	j5 := listJobs(t, cl, ns)[0]
+	finishJob(t, cl, &j5, report.StatusFailed)
+	waitFor(t, "Degraded NodesFailed", func() bool {
+		must(t, cl.Get(ctx, client.ObjectKeyFromObject(ip), ip))
+		d := meta.FindStatusCondition(ip.Status.Conditions, coralv1.ConditionDegraded)
+		return d != nil && d.Status == metav1.ConditionTrue && d.Reason == "NodesFailed" && strings.Contains(d.Message, "manifest unknown")
+	})
+	if len(ip.Status.FailingNodes) != 1 || ip.Status.FailingNodes[0].Node != "n5" {
+		t.Errorf("failingNodes %+v", ip.Status.FailingNodes)
+	}
+	time.Sleep(2 * time.Second)
+	if js := listJobs(t, cl, ns); len(js) != 0 {
+		t.Errorf("%d Jobs right after a failure: the retry must wait for its backoff", len(js))
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 30s", what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func addNode(t *testing.T, cl client.Client, name, pool string) {
+	t.Helper()
+	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{
+		Name:        name,
+		Labels:      map[string]string{"pool": pool, corev1.LabelOSStable: "linux", corev1.LabelArchStable: "amd64"},
+		Annotations: map[string]string{"kubeadm.alpha.kubernetes.io/cri-socket": "unix:///run/" + name + "/containerd.sock"},
+	}}
+	must(t, cl.Create(context.Background(), n))
+	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now()}}
+	must(t, cl.Status().Update(context.Background(), n))
+}
+
+func listJobs(t *testing.T, cl client.Client, ns string) []batchv1.Job {
+	t.Helper()
+	var l batchv1.JobList
+	must(t, cl.List(context.Background(), &l, client.InNamespace(ns), client.MatchingLabels{jobs.LabelManagedBy: ManagedBy}))
+	var out []batchv1.Job
+	for _, j := range l.Items {
+		if j.DeletionTimestamp == nil {
+			out = append(out, j)
+		}
+	}
+	sort.Slice(out, func(i, k int) bool { return out[i].Name < out[k].Name })
+	return out
+}
+
+func jobNodes(js []batchv1.Job) []string {
+	var out []string
+	for _, j := range js {
+		out = append(out, j.Annotations[jobs.AnnotationNode])
+	}
+	return out
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// finishJob plays the Job controller and the worker: the Job's pod, its
+// worker container terminated with the report the worker would write.
+func finishJob(t *testing.T, cl client.Client, j *batchv1.Job, st report.Status) {
+	t.Helper()
+	ctx := context.Background()
+	labels := map[string]string{batchv1.JobNameLabel: j.Name}
+	for k, v := range j.Spec.Template.Labels {
+		labels[k] = v
+	}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: j.Name + "-pod", Namespace: j.Namespace, Labels: labels},
+		Spec:       j.Spec.Template.Spec,
+	}
+	must(t, cl.Create(ctx, pod))
+	var wr report.WorkerReport
+	var expected []string
+	for _, a := range j.Spec.Template.Spec.Containers[0].Args {
+		if ref, ok := strings.CutPrefix(a, "--image="); ok {
+			i := strings.LastIndex(ref, "=")
+			expected = append(expected, ref[i+1:])
+			it := report.ItemResult{Image: ref[:i], Status: st, Digest: ref[i+1:], SizeBytes: 1000}
+			if st == report.StatusFailed {
+				it.Digest, it.Message = "", "manifest unknown"
+			}
+			wr.Items = append(wr.Items, it)
+		}
+	}
+	msg := report.EncodeTermination(&wr, expected, report.TerminationMessageLimit)
+	code := int32(0)
+	if st == report.StatusFailed {
+		code = 1
+	}
+	pod.Status.Phase = corev1.PodRunning
+	pod.Status.ContainerStatuses = []corev1.ContainerStatus{{
+		Name: jobs.ContainerName, Image: pod.Spec.Containers[0].Image,
+		State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: code, Message: msg, Reason: "Completed", FinishedAt: metav1.Now()}},
+	}}
+	must(t, cl.Status().Update(ctx, pod))
+}

@@ -1,0 +1,199 @@
+// Package controller is Coral's controller mode: it keeps ImagePrefetch and
+// ArtifactPrefetch objects true over time. A reconcile turns an object's
+// spec and the cluster's nodes into a plan (pkg/plan, the CLI's node
+// selection), creates the missing per-node Jobs (pkg/jobs.ForTask, the
+// CLI's Jobs), reads finished worker pods the way the CLI's engine does
+// (run.ReadWorkerPod) and records each node's outcome in a PrefetchNode
+// object. Everything it acts on is re-derived from the cluster at every
+// reconcile — Jobs by label, PrefetchNode records, node state, status — so a
+// restarted or newly elected controller carries on where the last one
+// stopped; the little it keeps in memory only bridges the informer cache's
+// lag behind its own writes.
+package controller
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	coralv1 "github.com/coral-dev/coral/pkg/apis/coral/v1alpha1"
+	"github.com/coral-dev/coral/pkg/jobs"
+	"github.com/google/go-containerregistry/pkg/authn"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
+)
+
+// Labels and names the controller puts on what it creates.
+const (
+	// ManagedBy is the app.kubernetes.io/managed-by value of the
+	// controller's Jobs (one-shot CLI runs use kubectl-coral).
+	ManagedBy = "coral-controller"
+	// LabelPrefetchUID ties Jobs and PrefetchNodes to their object.
+	LabelPrefetchUID = "coral.dev/prefetch-uid"
+	// LabelImagePrefetch and LabelArtifactPrefetch carry the object's name
+	// (at most 63 characters: the CRDs enforce it) for kubectl -l.
+	LabelImagePrefetch    = "coral.dev/imageprefetch"
+	LabelArtifactPrefetch = "coral.dev/artifactprefetch"
+	// AnnotationItems on a Job lists its items (JSON), so the result can be
+	// read after a restart without parsing worker arguments.
+	AnnotationItems = "coral.dev/items"
+	// Finalizer lets the controller clean up (Jobs, pins) before an object
+	// goes away.
+	Finalizer = "coral.dev/cleanup"
+)
+
+// Options configure the controller. NewOptions holds the defaults.
+type Options struct {
+	// WorkerImage runs on the nodes (an object's spec.workerImage wins).
+	WorkerImage string
+	// WorkerPullSecrets are image pull secrets for the worker image, by
+	// name, in each object's namespace (missing ones are ignored by kubelet).
+	WorkerPullSecrets []string
+	// MaxJobsInFlight caps Jobs running at once across every object.
+	MaxJobsInFlight int
+	// JobTTL removes finished Jobs should the controller not (a safety net).
+	JobTTL time.Duration
+	// RetryBase and RetryMax bound the backoff of a node that failed.
+	RetryBase, RetryMax time.Duration
+	// ResolveTimeout bounds resolving one tag.
+	ResolveTimeout time.Duration
+	// Keychain is the base keychain for resolving tags (pull secrets come on top).
+	Keychain authn.Keychain
+}
+
+// NewOptions returns the defaults.
+func NewOptions() Options {
+	return Options{
+		MaxJobsInFlight: 50,
+		JobTTL:          time.Hour,
+		RetryBase:       30 * time.Second,
+		RetryMax:        30 * time.Minute,
+		ResolveTimeout:  20 * time.Second,
+		Keychain:        authn.DefaultKeychain,
+	}
+}
+
+// Scheme holds the types the controller reads and writes.
+func Scheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	if err := coralv1.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	return s
+}
+
+// CacheOptions keep the informer caches small: only the controller's own
+// Jobs and worker pods are cached, never every pod of the cluster.
+func CacheOptions() cache.Options {
+	own := labels.SelectorFromSet(labels.Set{jobs.LabelManagedBy: ManagedBy})
+	return cache.Options{ByObject: map[client.Object]cache.ByObject{
+		&batchv1.Job{}: {Label: own},
+		&corev1.Pod{}:  {Label: own},
+	}}
+}
+
+// shared is the state both reconcilers share: the global Job cap, and the
+// expectations that bridge the cache's lag behind the controller's writes.
+type shared struct {
+	opts      Options
+	client    client.Client
+	apiReader client.Reader
+	clientset kubernetes.Interface
+	events    recorder.EventRecorder
+
+	// mu serialises the "count Jobs in flight, then create" step of every
+	// reconcile, so the global cap holds across objects and kinds.
+	mu sync.Mutex
+	// created: Jobs created but maybe not yet in the cache (name → node).
+	created map[string]expectedJob
+	// records: PrefetchNodes written but maybe not yet in the cache.
+	records map[string]*coralv1.PrefetchNode
+	// deleted: Jobs deleted but maybe still in the cache.
+	deleted map[string]time.Time
+}
+
+type expectedJob struct {
+	node, namespace string
+	at              time.Time
+}
+
+// Setup registers both reconcilers with the manager.
+func Setup(mgr manager.Manager, o Options) error {
+	if o.WorkerImage == "" {
+		return fmt.Errorf("no worker image")
+	}
+	cs, err := kubernetes.NewForConfig(mgr.GetConfig())
+	if err != nil {
+		return err
+	}
+	sh := &shared{
+		opts: o, client: mgr.GetClient(), apiReader: mgr.GetAPIReader(), clientset: cs,
+		events:  mgr.GetEventRecorder(ManagedBy),
+		created: map[string]expectedJob{}, records: map[string]*coralv1.PrefetchNode{}, deleted: map[string]time.Time{},
+	}
+	if err := (&ImagePrefetchReconciler{sh: sh}).setup(mgr); err != nil {
+		return err
+	}
+	return (&ArtifactPrefetchReconciler{sh: sh}).setup(mgr)
+}
+
+// expire forgets expectations older than the cache could lag.
+func (s *shared) expire(now time.Time) {
+	for k, v := range s.created {
+		if now.Sub(v.at) > 2*time.Minute {
+			delete(s.created, k)
+		}
+	}
+	for k, v := range s.deleted {
+		if now.Sub(v) > 2*time.Minute {
+			delete(s.deleted, k)
+		}
+	}
+}
+
+// jobsInFlight lists the controller's Jobs (all objects), merging the
+// cache with Jobs created but not yet seen and dropping Jobs deleted but
+// still cached. It returns Jobs per node and the total. Call with mu held.
+func (s *shared) jobsInFlight(ctx context.Context) (map[string][]string, int, error) {
+	var list batchv1.JobList
+	if err := s.client.List(ctx, &list, client.MatchingLabels{jobs.LabelManagedBy: ManagedBy}); err != nil {
+		return nil, 0, err
+	}
+	byNode := map[string][]string{}
+	seen := map[string]bool{}
+	for i := range list.Items {
+		j := &list.Items[i]
+		key := j.Namespace + "/" + j.Name
+		seen[key] = true
+		if _, gone := s.deleted[key]; gone || j.DeletionTimestamp != nil {
+			continue
+		}
+		byNode[j.Annotations[jobs.AnnotationNode]] = append(byNode[j.Annotations[jobs.AnnotationNode]], key)
+	}
+	for key, e := range s.created {
+		// Seen by the cache, or already read and deleted by us (a quick Job
+		// may come and go between two calls): no longer an expectation.
+		if _, gone := s.deleted[key]; seen[key] || gone {
+			delete(s.created, key)
+			continue
+		}
+		byNode[e.node] = append(byNode[e.node], key)
+	}
+	n := 0
+	for _, v := range byNode {
+		n += len(v)
+	}
+	return byNode, n, nil
+}

@@ -1,0 +1,209 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	coralv1 "github.com/coral-dev/coral/pkg/apis/coral/v1alpha1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+)
+
+// kindLabel is the kubectl command that lists an object's per-node detail.
+func kindLabel(label, ns, name string) string {
+	return fmt.Sprintf("kubectl get prefetchnodes -n %s -l %s=%s", ns, label, name)
+}
+
+// setStatus writes counts and conditions. out is nil when nothing could be
+// planned (degraded says why); degraded is {reason, message} or empty.
+func setStatus(st *coralv1.PrefetchStatus, gen int64, out *outcome, degraded []string, detail string) {
+	st.ObservedGeneration = gen
+	cond := func(t string, ok bool, reason, msg string) {
+		s := metav1.ConditionFalse
+		if ok {
+			s = metav1.ConditionTrue
+		}
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: t, Status: s, Reason: reason, Message: truncate(msg, 2048), ObservedGeneration: gen})
+	}
+	if out == nil {
+		cond(coralv1.ConditionReady, false, degraded[0], degraded[1])
+		cond(coralv1.ConditionProgressing, false, degraded[0], "nothing can start until this is fixed")
+		cond(coralv1.ConditionDegraded, true, degraded[0], degraded[1])
+		return
+	}
+	out.sortLists()
+	st.DesiredNodes, st.ReadyNodes, st.FailedNodes, st.InFlightNodes, st.SkippedNodes = out.desired, out.ready, out.failed, out.inFlight, out.skipped
+	st.Ready = fmt.Sprintf("%d/%d", out.ready, out.desired)
+	st.FailingNodes, st.Skipped = out.failing, out.skips
+
+	switch {
+	case out.ready == out.desired && out.desired == 0:
+		cond(coralv1.ConditionReady, true, "NoNodes", "no usable node is selected now; nodes that join and match get the items")
+	case out.ready == out.desired:
+		cond(coralv1.ConditionReady, true, "AllNodesReady", fmt.Sprintf("all %d nodes hold every item", out.desired))
+	case out.failed > 0:
+		cond(coralv1.ConditionReady, false, "NodesFailed", fmt.Sprintf("%d of %d nodes ready, %d failed", out.ready, out.desired, out.failed))
+	default:
+		cond(coralv1.ConditionReady, false, "InProgress", fmt.Sprintf("%d of %d nodes ready", out.ready, out.desired))
+	}
+	switch {
+	case out.blockedReason != "":
+		cond(coralv1.ConditionProgressing, false, out.blockedReason, "no Job can start until this is fixed")
+	case out.inFlight > 0:
+		cond(coralv1.ConditionProgressing, true, "JobsRunning", fmt.Sprintf("%d nodes working, %d waiting for a slot", out.inFlight, out.waiting))
+	case out.waiting > 0:
+		cond(coralv1.ConditionProgressing, true, "WaitingForSlot", fmt.Sprintf("%d nodes wait for a free slot (the controller's cap on Jobs in flight, or another object's Job on the node)", out.waiting))
+	default:
+		cond(coralv1.ConditionProgressing, false, "Idle", "no work in flight")
+	}
+	switch {
+	case out.blockedReason != "":
+		cond(coralv1.ConditionDegraded, true, out.blockedReason, out.blockedMessage)
+	case len(degraded) == 2:
+		cond(coralv1.ConditionDegraded, true, degraded[0], degraded[1])
+	case out.failed > 0:
+		var b strings.Builder
+		fmt.Fprintf(&b, "%d nodes failed (retried with backoff): ", out.failed)
+		for i, f := range out.failing {
+			if i == 3 {
+				b.WriteString("; …")
+				break
+			}
+			if i > 0 {
+				b.WriteString("; ")
+			}
+			b.WriteString(f.Node + ": " + truncate(f.Message, 300))
+		}
+		b.WriteString(". Every node: " + detail)
+		cond(coralv1.ConditionDegraded, true, "NodesFailed", b.String())
+	default:
+		cond(coralv1.ConditionDegraded, false, "AsExpected", "")
+	}
+}
+
+// announce records events for condition changes a person wants to see.
+func (s *shared) announce(obj client.Object, before, after *coralv1.PrefetchStatus) {
+	was, now := meta.FindStatusCondition(before.Conditions, coralv1.ConditionReady), meta.FindStatusCondition(after.Conditions, coralv1.ConditionReady)
+	if now != nil && now.Status == metav1.ConditionTrue && (was == nil || was.Status != metav1.ConditionTrue) {
+		s.events.Eventf(obj, nil, corev1.EventTypeNormal, "Ready", "Reconcile", "%s", now.Message)
+	}
+	wasD, nowD := meta.FindStatusCondition(before.Conditions, coralv1.ConditionDegraded), meta.FindStatusCondition(after.Conditions, coralv1.ConditionDegraded)
+	if nowD != nil && nowD.Status == metav1.ConditionTrue && (wasD == nil || wasD.Status != metav1.ConditionTrue || wasD.Reason != nowD.Reason) {
+		s.events.Eventf(obj, nil, corev1.EventTypeWarning, nowD.Reason, "Reconcile", "%s", truncate(nowD.Message, 1000))
+	}
+}
+
+// finalize runs when an object is deleted: its pull Jobs go, its pins are
+// released (unpin Jobs), then the finalizer. (PrefetchNode records are
+// owned by the object and go with it.) The result asks to come back while
+// unpin Jobs run.
+func (s *shared) finalize(ctx context.Context, obj client.Object) (ctrl.Result, error) {
+	if !controllerutil.ContainsFinalizer(obj, Finalizer) {
+		return ctrl.Result{}, nil
+	}
+	var list batchv1.JobList
+	if err := s.client.List(ctx, &list, client.InNamespace(obj.GetNamespace()), client.MatchingLabels{LabelPrefetchUID: string(obj.GetUID())}); err != nil {
+		return ctrl.Result{}, err
+	}
+	for i := range list.Items {
+		if list.Items[i].Annotations[annotationUnpin] != "" {
+			continue
+		}
+		if err := s.deleteJob(ctx, &list.Items[i]); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	done, err := s.releasePins(ctx, obj)
+	if err != nil || !done {
+		return ctrl.Result{RequeueAfter: 5 * time.Second}, err
+	}
+	controllerutil.RemoveFinalizer(obj, Finalizer)
+	if err := s.client.Update(ctx, obj); err != nil && !apierrors.IsNotFound(err) {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{}, nil
+}
+
+// byNameLabel maps a worker pod to its object through the name label.
+func byNameLabel(label string) handler.MapFunc {
+	return func(_ context.Context, o client.Object) []reconcile.Request {
+		if n := o.GetLabels()[label]; n != "" {
+			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: n}}}
+		}
+		return nil
+	}
+}
+
+// all maps a node event to every object of a kind: any of them may select
+// the node. Objects are few; nodes are many, and nodeChanged filters their
+// heartbeats out.
+func (s *shared) all(list client.ObjectList) handler.MapFunc {
+	return func(ctx context.Context, _ client.Object) []reconcile.Request {
+		l := list.DeepCopyObject().(client.ObjectList)
+		if err := s.client.List(ctx, l); err != nil {
+			return nil
+		}
+		items, err := meta.ExtractList(l)
+		if err != nil {
+			return nil
+		}
+		out := make([]reconcile.Request, 0, len(items))
+		for _, it := range items {
+			o := it.(client.Object)
+			out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: o.GetName()}})
+		}
+		return out
+	}
+}
+
+// nodeChanged passes node events that can change a plan: a node joins or
+// leaves, its labels, annotations (runtime socket, host root) or
+// schedulability change, or it becomes Ready or not Ready.
+func nodeChanged() predicate.Predicate {
+	return predicate.Funcs{
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			a, ok1 := e.ObjectOld.(*corev1.Node)
+			b, ok2 := e.ObjectNew.(*corev1.Node)
+			if !ok1 || !ok2 {
+				return true
+			}
+			return !mapsEqual(a.Labels, b.Labels) || !mapsEqual(a.Annotations, b.Annotations) ||
+				a.Spec.Unschedulable != b.Spec.Unschedulable || readyOf(a) != readyOf(b) ||
+				a.Status.NodeInfo.ContainerRuntimeVersion != b.Status.NodeInfo.ContainerRuntimeVersion
+		},
+	}
+}
+
+func readyOf(n *corev1.Node) corev1.ConditionStatus {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status
+		}
+	}
+	return corev1.ConditionUnknown
+}
+
+func mapsEqual(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}

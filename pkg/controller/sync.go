@@ -1,0 +1,588 @@
+package controller
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	coralv1 "github.com/coral-dev/coral/pkg/apis/coral/v1alpha1"
+	"github.com/coral-dev/coral/pkg/jobs"
+	"github.com/coral-dev/coral/pkg/plan"
+	"github.com/coral-dev/coral/pkg/report"
+	"github.com/coral-dev/coral/pkg/run"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+)
+
+// maxListed caps the nodes listed by name in a status.
+const maxListed = 10
+
+// target is what the per-node sync needs from one prefetch object; the two
+// kinds differ only in their items, their Job and what "holds" means.
+type target struct {
+	obj       client.Object
+	kind      string // ImagePrefetch, ArtifactPrefetch
+	nameLabel string // LabelImagePrefetch, LabelArtifactPrefetch
+	recPrefix string // PrefetchNode name prefix
+	nodes     coralv1.Nodes
+	run       coralv1.RunSettings
+	items     []plan.Item
+	planOpts  plan.Options
+	// build makes the Job for a task holding only the node's missing items.
+	build func(t plan.Task, runID string) *batchv1.Job
+	// holds says whether a recorded outcome covers a wanted item.
+	holds func(have coralv1.NodeItem, want plan.Item) bool
+	// onReady runs when a node's record turns Ready (artifacts label the node).
+	onReady func(ctx context.Context, rec *coralv1.PrefetchNode) error
+}
+
+// outcome is what one sync saw and did.
+type outcome struct {
+	desired, ready, failed, inFlight, skipped int32
+	// waiting nodes need a Job but got none yet (caps, one Job per node).
+	waiting int
+	failing []coralv1.NodeMessage
+	skips   []coralv1.NodeMessage
+	// blocked is set when Jobs cannot be created at all (reason, message).
+	blockedReason, blockedMessage string
+	created                       int
+	requeue                       time.Duration
+}
+
+func (o *outcome) after(d time.Duration) {
+	if d > 0 && (o.requeue == 0 || d < o.requeue) {
+		o.requeue = d
+	}
+}
+
+// sync brings one object's nodes one step closer to holding its items.
+func (s *shared) sync(ctx context.Context, tg *target) (*outcome, error) {
+	now := time.Now()
+	out := &outcome{}
+	ns, uid := tg.obj.GetNamespace(), string(tg.obj.GetUID())
+
+	p, missingNames, err := s.plan(ctx, tg)
+	if err != nil {
+		return nil, err
+	}
+	records, err := s.listRecords(ctx, ns, uid)
+	if err != nil {
+		return nil, err
+	}
+	var jobList batchv1.JobList
+	if err := s.client.List(ctx, &jobList, client.InNamespace(ns), client.MatchingLabels{LabelPrefetchUID: uid}); err != nil {
+		return nil, err
+	}
+	var podList corev1.PodList
+	if err := s.client.List(ctx, &podList, client.InNamespace(ns), client.MatchingLabels{LabelPrefetchUID: uid}); err != nil {
+		return nil, err
+	}
+	podOf := map[string]*corev1.Pod{}
+	for i := range podList.Items {
+		pod := &podList.Items[i]
+		if jn := pod.Labels[batchv1.JobNameLabel]; jn != "" {
+			if prev := podOf[jn]; prev == nil || prev.CreationTimestamp.Before(&pod.CreationTimestamp) {
+				podOf[jn] = pod
+			}
+		}
+	}
+	s.mu.Lock()
+	jobOf := map[string]*batchv1.Job{}
+	for i := range jobList.Items {
+		j := &jobList.Items[i]
+		if _, gone := s.deleted[ns+"/"+j.Name]; gone || j.DeletionTimestamp != nil {
+			continue
+		}
+		jobOf[j.Annotations[jobs.AnnotationNode]] = j
+	}
+	s.mu.Unlock()
+
+	// Finished Jobs first, wherever their node is now: their results count.
+	for node, j := range jobOf {
+		rec, done, err := s.collect(ctx, tg, j, podOf[j.Name], records[node], now)
+		if err != nil {
+			return nil, err
+		}
+		if done {
+			delete(jobOf, node)
+			if rec != nil {
+				records[node] = rec
+			}
+		}
+	}
+
+	for _, name := range missingNames {
+		out.skipped++
+		if len(out.skips) < maxListed {
+			out.skips = append(out.skips, coralv1.NodeMessage{Node: name, Message: "no such node (yet): it gets the items when it joins"})
+		}
+	}
+	for _, sk := range p.Skipped {
+		out.skipped++
+		if len(out.skips) < maxListed {
+			out.skips = append(out.skips, coralv1.NodeMessage{Node: sk.Node, Message: sk.Reason})
+		}
+	}
+
+	var cands []attemptTask
+	inPlan := map[string]bool{}
+	for _, t := range p.Tasks {
+		inPlan[t.Node] = true
+		out.desired++
+		rec := records[t.Node]
+		if j := jobOf[t.Node]; j != nil {
+			if socketOf(j) == "" || socketOf(j) == t.RuntimeSocket {
+				out.inFlight++
+				continue
+			}
+			// The node's runtime socket changed (e.g. its cri-socket
+			// annotation arrived after it turned Ready): a Job mounting the
+			// old path can never start. Replace it.
+			if err := s.deleteJob(ctx, j); err != nil {
+				return nil, err
+			}
+			delete(jobOf, t.Node)
+		}
+		missing := missingItems(tg, rec, t.Items)
+		if len(missing) == 0 {
+			out.ready++
+			continue
+		}
+		var attempts int32
+		if rec != nil && rec.State == coralv1.NodeStateFailed {
+			out.failed++
+			if len(out.failing) < maxListed {
+				out.failing = append(out.failing, coralv1.NodeMessage{Node: t.Node, Message: rec.Message})
+			}
+			attempts = rec.Attempts
+			if rec.LastAttemptTime != nil {
+				if wait := rec.LastAttemptTime.Add(s.backoff(attempts)).Sub(now); wait > 0 {
+					out.after(wait)
+					continue
+				}
+			}
+		}
+		t.Items = missing
+		cands = append(cands, attemptTask{task: t, attempts: attempts})
+	}
+
+	// Records of nodes that left the selection (deleted, relabelled) go.
+	for node, rec := range records {
+		if inPlan[node] || jobOf[node] != nil || isSkipped(p, node) {
+			continue
+		}
+		if err := s.client.Delete(ctx, rec); err != nil && !apierrors.IsNotFound(err) {
+			return nil, err
+		}
+		s.mu.Lock()
+		delete(s.records, recordKey(ns, rec.Name))
+		s.mu.Unlock()
+	}
+
+	if len(cands) > 0 {
+		if err := s.start(ctx, tg, cands, out); err != nil {
+			return nil, err
+		}
+	}
+	if out.inFlight > 0 || out.waiting > 0 {
+		// Job and pod events wake the reconcile; this is the safety net,
+		// and the retry for nodes waiting on a cap freed by other objects.
+		out.after(15 * time.Second)
+	}
+	return out, nil
+}
+
+// attemptTask is a node's missing work and its failed attempts so far.
+type attemptTask struct {
+	task     plan.Task
+	attempts int32
+}
+
+// socketOf is the host path of the runtime socket a Job mounts ("" for
+// artifact Jobs, which mount none).
+func socketOf(j *batchv1.Job) string {
+	for _, v := range j.Spec.Template.Spec.Volumes {
+		if v.Name == "cri-socket" && v.HostPath != nil {
+			return v.HostPath.Path
+		}
+	}
+	return ""
+}
+
+func isSkipped(p *plan.Plan, node string) bool {
+	for _, sk := range p.Skipped {
+		if sk.Node == node {
+			return true
+		}
+	}
+	return false
+}
+
+// plan selects the object's nodes with pkg/plan. Named nodes that do not
+// exist are returned apart: a node may join later, it is not an error.
+func (s *shared) plan(ctx context.Context, tg *target) (*plan.Plan, []string, error) {
+	var nodeList corev1.NodeList
+	if err := s.client.List(ctx, &nodeList); err != nil {
+		return nil, nil, err
+	}
+	sel := labels.Everything()
+	if tg.nodes.Selector != nil {
+		var err error
+		if sel, err = metav1.LabelSelectorAsSelector(tg.nodes.Selector); err != nil {
+			return nil, nil, fmt.Errorf("spec.nodes.selector: %w", err)
+		}
+	}
+	var names, missing []string
+	exists := map[string]bool{}
+	for _, n := range nodeList.Items {
+		exists[n.Name] = true
+	}
+	for _, n := range tg.nodes.Names {
+		if exists[n] {
+			names = append(names, n)
+		} else {
+			missing = append(missing, n)
+		}
+	}
+	if len(tg.nodes.Names) > 0 && len(names) == 0 {
+		return &plan.Plan{}, missing, nil
+	}
+	o := tg.planOpts
+	o.Selector, o.NodeNames, o.IncludeUnschedulable = sel, names, tg.nodes.IncludeUnschedulable
+	p, err := plan.Build(nodeList.Items, tg.items, o)
+	if errors.Is(err, plan.ErrNoNodeMatched) {
+		return &plan.Plan{}, missing, nil
+	}
+	return p, missing, err
+}
+
+// missingItems are the wanted items a node's record does not show it holds.
+func missingItems(tg *target, rec *coralv1.PrefetchNode, want []plan.Item) []plan.Item {
+	have := map[string]coralv1.NodeItem{}
+	if rec != nil {
+		for _, it := range rec.Results {
+			have[it.Ref] = it
+		}
+	}
+	var out []plan.Item
+	for _, w := range want {
+		h, ok := have[w.Ref]
+		if !ok || !tg.holds(h, w) {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+func (s *shared) backoff(attempts int32) time.Duration {
+	d := s.opts.RetryBase
+	for i := int32(1); i < attempts && d < s.opts.RetryMax; i++ {
+		d *= 2
+	}
+	if d > s.opts.RetryMax {
+		d = s.opts.RetryMax
+	}
+	return d
+}
+
+// start creates Jobs for nodes with missing items, within the caps: the
+// object's maxNodesInFlight, the controller's MaxJobsInFlight across every
+// object, and one Job per node at a time.
+func (s *shared) start(ctx context.Context, tg *target, cands []attemptTask, out *outcome) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.expire(time.Now())
+	byNode, total, err := s.jobsInFlight(ctx)
+	if err != nil {
+		return err
+	}
+	limit := int(tg.run.MaxNodesInFlight)
+	if limit <= 0 {
+		limit = 20
+	}
+	mine := int(out.inFlight)
+	preflighted := false
+	for _, c := range cands {
+		if len(byNode[c.task.Node]) > 0 || total >= s.opts.MaxJobsInFlight || mine >= limit {
+			out.waiting++
+			continue
+		}
+		job := s.jobFor(tg, c.task, c.attempts)
+		if !preflighted {
+			if err := run.Preflight(ctx, s.clientset, job, run.ModeJobs); err != nil {
+				out.blockedReason, out.blockedMessage = "WorkerRejected", err.Error()
+				out.waiting += len(cands)
+				out.after(time.Minute)
+				return nil
+			}
+			preflighted = true
+		}
+		key := job.Namespace + "/" + job.Name
+		err := s.client.Create(ctx, job)
+		switch {
+		case apierrors.IsAlreadyExists(err):
+		case err != nil:
+			out.blockedReason, out.blockedMessage = "JobCreateFailed", run.ExplainAPIError(err, job.Namespace)
+			out.after(time.Minute)
+			return nil
+		default:
+			out.created++
+		}
+		s.created[key] = expectedJob{node: c.task.Node, namespace: job.Namespace, at: time.Now()}
+		byNode[c.task.Node] = append(byNode[c.task.Node], key)
+		total++
+		mine++
+		out.inFlight++
+	}
+	return nil
+}
+
+// jobFor builds a node's Job with the CLI's builder, then marks it as the
+// controller's: labels, owner, and its items for reading the result later.
+// Its name is a function of the object, node, items, attempt and socket, so
+// a create repeated after a crash finds the Job it made before.
+func (s *shared) jobFor(tg *target, t plan.Task, attempts int32) *batchv1.Job {
+	items, _ := json.Marshal(t.Items)
+	h := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%s\x00%s\x00%d\x00%s", tg.obj.GetUID(), t.Node, items, attempts, t.RuntimeSocket)))
+	runID := "p" + hex.EncodeToString(h[:])[:8]
+	job := tg.build(t, runID)
+	for _, m := range []map[string]string{job.Labels, job.Spec.Template.Labels} {
+		m[jobs.LabelManagedBy] = ManagedBy
+		m[LabelPrefetchUID] = string(tg.obj.GetUID())
+		m[tg.nameLabel] = tg.obj.GetName()
+	}
+	job.Annotations[AnnotationItems] = string(items)
+	_ = controllerutil.SetControllerReference(tg.obj, job, Scheme())
+	return job
+}
+
+// collect reads a Job's outcome if it has one, records it and deletes the
+// Job. done is false while the node is still working.
+func (s *shared) collect(ctx context.Context, tg *target, j *batchv1.Job, pod *corev1.Pod, rec *coralv1.PrefetchNode, now time.Time) (*coralv1.PrefetchNode, bool, error) {
+	node := j.Annotations[jobs.AnnotationNode]
+	if rec != nil && rec.LastJob == j.Name {
+		return rec, true, s.deleteJob(ctx, j) // recorded before a restart; only the delete was missing
+	}
+	var items []plan.Item
+	if err := json.Unmarshal([]byte(j.Annotations[AnnotationItems]), &items); err != nil || len(items) == 0 {
+		return nil, true, s.deleteJob(ctx, j) // not a Job this controller can read
+	}
+	nj := run.NodeJob{Node: node, Job: j}
+	for _, it := range items {
+		nj.Images = append(nj.Images, it.Ref)
+		nj.Expected = append(nj.Expected, it.ExpectedDigest)
+	}
+	var res run.NodeResult
+	ok := false
+	if pod != nil {
+		res, ok = run.ReadWorkerPod(s.clientset, pod, nj)
+	}
+	if !ok {
+		timeout := durationOr(tg.run.NodeTimeout, 15*time.Minute)
+		switch {
+		case jobFailed(j) != "":
+			res, ok = run.FailedNode(nj, "the worker Job failed: "+jobFailed(j)), true
+		case now.Sub(j.CreationTimestamp.Time) > timeout+30*time.Second:
+			res, ok = run.FailedNode(nj, fmt.Sprintf("no report within nodeTimeout (%s)%s", timeout, s.noPodReason(ctx, j, pod))), true
+		}
+	}
+	if !ok {
+		return nil, false, nil
+	}
+	rec, err := s.record(ctx, tg, node, j.Name, items, res, rec, now)
+	if err != nil {
+		return nil, false, err
+	}
+	return rec, true, s.deleteJob(ctx, j)
+}
+
+func jobFailed(j *batchv1.Job) string {
+	for _, c := range j.Status.Conditions {
+		if c.Type == batchv1.JobFailed && c.Status == corev1.ConditionTrue {
+			return strings.TrimSpace(c.Reason + ": " + c.Message)
+		}
+	}
+	return ""
+}
+
+// noPodReason explains a Job that never got a pod (quota, admission).
+func (s *shared) noPodReason(ctx context.Context, j *batchv1.Job, pod *corev1.Pod) string {
+	if pod != nil {
+		return ""
+	}
+	evs, err := s.clientset.CoreV1().Events(j.Namespace).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.kind=Job,involvedObject.name=" + j.Name})
+	if err != nil || len(evs.Items) == 0 {
+		return ": the Job never got a pod"
+	}
+	last := evs.Items[len(evs.Items)-1]
+	return ": the Job never got a pod (" + last.Reason + ": " + last.Message + ")"
+}
+
+func (s *shared) deleteJob(ctx context.Context, j *batchv1.Job) error {
+	err := s.client.Delete(ctx, j, client.PropagationPolicy(metav1.DeletePropagationBackground))
+	if err != nil && !apierrors.IsNotFound(err) {
+		return err
+	}
+	s.mu.Lock()
+	s.deleted[j.Namespace+"/"+j.Name] = time.Now()
+	s.mu.Unlock()
+	return nil
+}
+
+// record merges a node's result into its PrefetchNode and writes it.
+func (s *shared) record(ctx context.Context, tg *target, node, jobName string, items []plan.Item, res run.NodeResult, rec *coralv1.PrefetchNode, now time.Time) (*coralv1.PrefetchNode, error) {
+	create := rec == nil
+	if create {
+		rec = &coralv1.PrefetchNode{
+			ObjectMeta: metav1.ObjectMeta{
+				Name:      recordName(tg.recPrefix, tg.obj.GetName(), node),
+				Namespace: tg.obj.GetNamespace(),
+				Labels:    map[string]string{LabelPrefetchUID: string(tg.obj.GetUID()), tg.nameLabel: tg.obj.GetName()},
+			},
+			Prefetch: coralv1.PrefetchRef{Kind: tg.kind, Name: tg.obj.GetName()},
+			Node:     node,
+		}
+		_ = controllerutil.SetControllerReference(tg.obj, rec, Scheme())
+	} else {
+		rec = rec.DeepCopy()
+	}
+	byRef := map[string]int{}
+	for i, it := range rec.Results {
+		byRef[it.Ref] = i
+	}
+	var failures []string
+	for i, it := range res.Items {
+		if i >= len(items) {
+			break
+		}
+		ni := coralv1.NodeItem{Ref: items[i].Ref, ExpectedDigest: items[i].ExpectedDigest, Digest: it.Digest, Status: string(it.Status), Pinned: it.Pinned, Message: it.Message}
+		if it.Status == report.StatusFailed {
+			failures = append(failures, items[i].Ref+": "+it.Message)
+		}
+		if k, ok := byRef[ni.Ref]; ok {
+			rec.Results[k] = ni
+		} else {
+			byRef[ni.Ref] = len(rec.Results)
+			rec.Results = append(rec.Results, ni)
+		}
+	}
+	// Forget items the object no longer wants.
+	wanted := map[string]bool{}
+	for _, it := range tg.items {
+		wanted[it.Ref] = true
+	}
+	kept := rec.Results[:0]
+	for _, it := range rec.Results {
+		if wanted[it.Ref] {
+			kept = append(kept, it)
+		}
+	}
+	rec.Results = kept
+	rec.LastJob, rec.LastAttemptTime = jobName, &metav1.Time{Time: now}
+	if len(failures) > 0 {
+		rec.State, rec.Message = coralv1.NodeStateFailed, truncate(strings.Join(failures, "; "), 1024)
+		rec.Attempts++
+	} else {
+		rec.State, rec.Message, rec.Attempts = coralv1.NodeStateReady, "", 0
+		for _, it := range rec.Results {
+			if strings.Contains(it.Message, "not pinned") {
+				rec.Message = truncate(it.Ref+": "+it.Message, 1024)
+			}
+		}
+	}
+	var err error
+	if create {
+		err = s.client.Create(ctx, rec)
+		if apierrors.IsAlreadyExists(err) {
+			// A record the cache has not shown yet: take its version, write ours.
+			var cur coralv1.PrefetchNode
+			if err = s.apiReader.Get(ctx, client.ObjectKeyFromObject(rec), &cur); err == nil {
+				rec.ResourceVersion = cur.ResourceVersion
+				err = s.client.Update(ctx, rec)
+			}
+		}
+	} else {
+		err = s.client.Update(ctx, rec)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("recording node %s: %w", node, err)
+	}
+	s.mu.Lock()
+	s.records[recordKey(rec.Namespace, rec.Name)] = rec.DeepCopy()
+	s.mu.Unlock()
+	if rec.State == coralv1.NodeStateFailed {
+		s.events.Eventf(tg.obj, nil, corev1.EventTypeWarning, "NodeFailed", "Prefetch", "node %s: %s", node, truncate(rec.Message, 512))
+	} else if tg.onReady != nil {
+		if err := tg.onReady(ctx, rec); err != nil {
+			return nil, err
+		}
+	}
+	return rec, nil
+}
+
+// listRecords returns the object's PrefetchNodes by node, each the newer of
+// the cache's copy and the one this controller last wrote.
+func (s *shared) listRecords(ctx context.Context, ns, uid string) (map[string]*coralv1.PrefetchNode, error) {
+	var list coralv1.PrefetchNodeList
+	if err := s.client.List(ctx, &list, client.InNamespace(ns), client.MatchingLabels{LabelPrefetchUID: uid}); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]*coralv1.PrefetchNode{}
+	for i := range list.Items {
+		r := &list.Items[i]
+		key := recordKey(ns, r.Name)
+		if mine := s.records[key]; mine != nil {
+			if mine.Generation > r.Generation {
+				r = mine.DeepCopy()
+			} else {
+				delete(s.records, key)
+			}
+		}
+		out[r.Node] = r
+	}
+	for key, r := range s.records {
+		if r.Namespace == ns && r.Labels[LabelPrefetchUID] == uid && out[r.Node] == nil {
+			out[r.Node] = r.DeepCopy()
+			_ = key
+		}
+	}
+	return out, nil
+}
+
+func recordKey(ns, name string) string { return ns + "/" + name }
+
+// recordName is "<prefix>.<object>.<node>", hashed when that would be too long.
+func recordName(prefix, obj, node string) string {
+	n := prefix + "." + obj + "." + node
+	if len(n) <= 253 {
+		return n
+	}
+	h := sha256.Sum256([]byte(node))
+	return prefix + "." + obj + "." + node[:253-len(prefix)-len(obj)-2-13] + "-" + hex.EncodeToString(h[:])[:12]
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-3] + "..."
+}
+
+// summary sorts a status's node lists so equal states compare equal.
+func (o *outcome) sortLists() {
+	sort.Slice(o.failing, func(i, j int) bool { return o.failing[i].Node < o.failing[j].Node })
+	sort.Slice(o.skips, func(i, j int) bool { return o.skips[i].Node < o.skips[j].Node })
+}

@@ -1,0 +1,111 @@
+package controller
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	coralv1 "github.com/coral-dev/coral/pkg/apis/coral/v1alpha1"
+	"github.com/coral-dev/coral/pkg/plan"
+	"k8s.io/apimachinery/pkg/api/meta"
+)
+
+func TestMissingItemsImages(t *testing.T) {
+	r := &ImagePrefetchReconciler{sh: &shared{opts: NewOptions()}}
+	want := []plan.Item{{Ref: "a:1", ExpectedDigest: "sha256:aa"}, {Ref: "b:1", ExpectedDigest: "sha256:bb"}, {Ref: "c:1"}}
+	rec := &coralv1.PrefetchNode{Results: []coralv1.NodeItem{
+		{Ref: "a:1", Digest: "sha256:aa", Status: "Pulled"},
+		{Ref: "b:1", Digest: "sha256:old", Status: "Present"}, // the tag moved since
+		{Ref: "c:1", Digest: "sha256:cc", Status: "Failed"},
+	}}
+	for _, tc := range []struct {
+		name string
+		pin  bool
+		rec  *coralv1.PrefetchNode
+		want []string
+	}{
+		{"no record: everything", false, nil, []string{"a:1", "b:1", "c:1"}},
+		{"only what is missing or moved", false, rec, []string{"b:1", "c:1"}},
+		{"pin asks again for unpinned items", true, rec, []string{"a:1", "b:1", "c:1"}},
+		{"a runtime that cannot pin is not asked again", true, &coralv1.PrefetchNode{Results: []coralv1.NodeItem{
+			{Ref: "a:1", Digest: "sha256:aa", Status: "Pulled", Message: "not pinned: the runtime cannot pin"},
+			{Ref: "b:1", Digest: "sha256:bb", Status: "Pulled", Pinned: true},
+			{Ref: "c:1", Digest: "sha256:cc", Status: "Present", Pinned: true},
+		}}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			obj := &coralv1.ImagePrefetch{Spec: coralv1.ImagePrefetchSpec{Images: []string{"a:1", "b:1", "c:1"}, Pin: tc.pin}}
+			tg := r.target(obj, want, nil)
+			var got []string
+			for _, it := range missingItems(tg, tc.rec, want) {
+				got = append(got, it.Ref)
+			}
+			if strings.Join(got, ",") != strings.Join(tc.want, ",") {
+				t.Errorf("missing %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestSetStatus(t *testing.T) {
+	for _, tc := range []struct {
+		name                          string
+		out                           *outcome
+		degraded                      []string
+		ready, progressing, degraded_ string
+	}{
+		{"all ready", &outcome{desired: 3, ready: 3}, nil, "AllNodesReady", "Idle", "AsExpected"},
+		{"no nodes", &outcome{}, nil, "NoNodes", "Idle", "AsExpected"},
+		{"running", &outcome{desired: 3, ready: 1, inFlight: 2}, nil, "InProgress", "JobsRunning", "AsExpected"},
+		{"failed", &outcome{desired: 3, ready: 2, failed: 1, failing: []coralv1.NodeMessage{{Node: "n3", Message: "not found"}}}, nil, "NodesFailed", "Idle", "NodesFailed"},
+		{"worker rejected", &outcome{desired: 2, waiting: 2, blockedReason: "WorkerRejected", blockedMessage: "PodSecurity"}, nil, "InProgress", "WorkerRejected", "WorkerRejected"},
+		{"missing secret", nil, []string{"PullSecretNotFound", "spec.pullSecrets: …"}, "PullSecretNotFound", "PullSecretNotFound", "PullSecretNotFound"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var st coralv1.PrefetchStatus
+			setStatus(&st, 4, tc.out, tc.degraded, "kubectl get prefetchnodes …")
+			for typ, want := range map[string]string{coralv1.ConditionReady: tc.ready, coralv1.ConditionProgressing: tc.progressing, coralv1.ConditionDegraded: tc.degraded_} {
+				c := meta.FindStatusCondition(st.Conditions, typ)
+				if c == nil || c.Reason != want || c.ObservedGeneration != 4 {
+					t.Errorf("%s: %+v, want reason %s", typ, c, want)
+				}
+			}
+			if st.ObservedGeneration != 4 {
+				t.Errorf("observedGeneration %d", st.ObservedGeneration)
+			}
+			ready := meta.IsStatusConditionTrue(st.Conditions, coralv1.ConditionReady)
+			if ready != (tc.ready == "AllNodesReady" || tc.ready == "NoNodes") {
+				t.Errorf("Ready=%v with reason %s", ready, tc.ready)
+			}
+		})
+	}
+}
+
+func TestStatusStaysSmall(t *testing.T) {
+	out := &outcome{desired: 5000, ready: 10, failed: 4990}
+	for i := 0; i < 4990 && len(out.failing) < maxListed; i++ {
+		out.failing = append(out.failing, coralv1.NodeMessage{Node: "node", Message: strings.Repeat("x", 1024)})
+	}
+	var st coralv1.PrefetchStatus
+	setStatus(&st, 1, out, nil, "detail")
+	if len(st.FailingNodes) > maxListed {
+		t.Errorf("%d failing nodes listed", len(st.FailingNodes))
+	}
+	if c := meta.FindStatusCondition(st.Conditions, coralv1.ConditionDegraded); len(c.Message) > 2048 {
+		t.Errorf("Degraded message of %d bytes", len(c.Message))
+	}
+}
+
+func TestBackoffAndNames(t *testing.T) {
+	s := &shared{opts: NewOptions()}
+	if s.backoff(1) != 30*time.Second || s.backoff(3) != 2*time.Minute || s.backoff(50) != 30*time.Minute {
+		t.Errorf("backoff %s %s %s", s.backoff(1), s.backoff(3), s.backoff(50))
+	}
+	long := strings.Repeat("n", 250)
+	if n := recordName("img", strings.Repeat("o", 63), long); len(n) > 253 {
+		t.Errorf("record name of %d characters", len(n))
+	}
+	if recordName("img", "web", "node-1") != "img.web.node-1" {
+		t.Errorf("short names stay readable: %s", recordName("img", "web", "node-1"))
+	}
+}
