@@ -473,7 +473,6 @@ func (r *runner) checkDeadlines(ctx context.Context) {
 	}
 }
 
-
 // cleanup deletes every worker of the run and the run's Lease. Small runs
 // (and runs without a Lease) delete their workers with one DeleteCollection
 // first; for larger ones deleting the Lease is the cleanup: the garbage
