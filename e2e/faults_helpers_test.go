@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"os/exec"
@@ -20,6 +22,11 @@ import (
 	"time"
 
 	"github.com/coral-dev/coral/pkg/report"
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -377,17 +384,9 @@ type registryProxy struct {
 // every node's containerd at its node port.
 func (c *cluster) startRegistryProxy(t *testing.T) *registryProxy {
 	t.Helper()
-	up, err := url.Parse("http://" + c.env["CORAL_REGISTRY"])
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &registryProxy{upstream: up, nodes: map[string]*proxyListener{}, release: make(chan struct{})}
-	p.plugin = p.listen(t, "plugin")
-	p.Host = p.plugin.addr
+	p := newRegistryProxy(t, c.env["CORAL_REGISTRY"], c.nodes)
 	for _, n := range c.nodes {
-		l := p.listen(t, n)
-		p.nodes[n] = l
-		nodeSh(t, "set-registry-host", n, p.Host, l.addr)
+		nodeSh(t, "set-registry-host", n, p.Host, p.nodes[n].addr)
 	}
 	t.Cleanup(func() {
 		for _, n := range c.nodes {
@@ -395,9 +394,26 @@ func (c *cluster) startRegistryProxy(t *testing.T) *registryProxy {
 				t.Error(err)
 			}
 		}
-		p.close()
 	})
-	t.Logf("registry proxy %s in front of %s; nodes: %v", p.Host, up.Host, p.nodeAddrs())
+	t.Logf("registry proxy %s in front of %s; nodes: %v", p.Host, p.upstream.Host, p.nodeAddrs())
+	return p
+}
+
+// newRegistryProxy starts a proxy in front of the registry at upstream
+// (host:port) with one listener per node; it closes when the test ends.
+func newRegistryProxy(t *testing.T, upstream string, nodes []string) *registryProxy {
+	t.Helper()
+	up, err := url.Parse("http://" + upstream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &registryProxy{upstream: up, nodes: map[string]*proxyListener{}, release: make(chan struct{})}
+	p.plugin = p.listen(t, "plugin")
+	p.Host = p.plugin.addr
+	for _, n := range nodes {
+		p.nodes[n] = p.listen(t, n)
+	}
+	t.Cleanup(p.close)
 	return p
 }
 
@@ -524,5 +540,80 @@ func (p *registryProxy) serve(l *proxyListener, rp *httputil.ReverseProxy, w htt
 		}
 	default:
 		rp.ServeHTTP(w, r)
+	}
+}
+
+// TestRegistryProxy checks the fault proxy itself against an in-process
+// registry (no cluster needed): each fault does what the matrix relies on.
+func TestRegistryProxy(t *testing.T) {
+	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(reg.Close)
+	up := strings.TrimPrefix(reg.URL, "http://")
+	img, err := random.Image(1024, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := name.ParseReference(up + "/e2e/proxy:v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, img, remote.WithAuth(authn.Anonymous)); err != nil {
+		t.Fatal(err)
+	}
+	p := newRegistryProxy(t, up, []string{"n1", "n2"})
+	manifest := func(listener string) (*http.Response, error) {
+		req, _ := http.NewRequest(http.MethodHead, "http://"+listener+"/v2/e2e/proxy/manifests/v1", nil)
+		req.Header.Set("Accept", "application/vnd.docker.distribution.manifest.v2+json")
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		resp, err := http.DefaultClient.Do(req.WithContext(ctx))
+		if err == nil {
+			resp.Body.Close()
+		}
+		return resp, err
+	}
+	status := func(listener string) int {
+		resp, err := manifest(listener)
+		if err != nil {
+			return -1
+		}
+		return resp.StatusCode
+	}
+
+	p.set(fault{Kind: failStatus, Match: "/manifests/", Status: 503, Times: 2}, "n1")
+	if got := []int{status(p.nodes["n1"].addr), status(p.nodes["n1"].addr), status(p.nodes["n1"].addr)}; fmt.Sprint(got) != "[503 503 200]" {
+		t.Errorf("5xx twice then recover: %v", got)
+	}
+	if got := status(p.nodes["n2"].addr); got != 200 {
+		t.Errorf("another node's listener: %d, want 200", got)
+	}
+	if got := status(p.Host); got != 200 {
+		t.Errorf("the plugin's listener: %d, want 200", got)
+	}
+	if f := faulted(p.hits("n1"), 503); f != 2 {
+		t.Errorf("%d faults logged, want 2", f)
+	}
+
+	p.set(fault{Kind: tooMany, Match: "/manifests/", Times: 1, RetryAfter: 7})
+	resp, err := manifest(p.nodes["n2"].addr)
+	if err != nil || resp.StatusCode != 429 || resp.Header.Get("Retry-After") != "7" {
+		t.Errorf("429: %v %+v", err, resp)
+	}
+	if got := status(p.nodes["n2"].addr); got != 200 {
+		t.Errorf("after the 429: %d", got)
+	}
+
+	p.set(fault{Kind: notFound, Match: "/manifests/"}, "n2")
+	if got := []int{status(p.nodes["n2"].addr), status(p.nodes["n2"].addr)}; fmt.Sprint(got) != "[404 404]" {
+		t.Errorf("not found: %v", got)
+	}
+
+	p.set(fault{Kind: stall, Match: "/manifests/"}, "n1")
+	start := time.Now()
+	if _, err := manifest(p.nodes["n1"].addr); err == nil || time.Since(start) < 2*time.Second {
+		t.Errorf("stall: err %v after %s, want the client's 2s timeout", err, time.Since(start))
+	}
+	if got := status(p.nodes["n2"].addr); got != 404 {
+		t.Errorf("n2 keeps its own fault: %d", got)
 	}
 }
