@@ -9,6 +9,10 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -460,4 +464,99 @@ func gapsAfter(hits []hit, status int) []string {
 		}
 	}
 	return gaps
+}
+
+// TestFaultPluginKilledMidArtifactThenGC: the plugin is killed while a node
+// downloads an artifact (the source sent a quarter of the file and holds the
+// rest). gc removes the run once its Lease expired; the worker, stopped by
+// its pod's deletion, leaves no partial file on the node.
+func TestFaultPluginKilledMidArtifactThenGC(t *testing.T) {
+	c := getCluster(t)
+	ns := c.namespace(t, nil)
+	node := "coral-node-1"
+	name := c.artifactName(t, "killed")
+	data := make([]byte, 4<<20)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	url := stallingFileServer(t, c, data, len(data)/4)
+
+	p := c.startPlugin(t, "prefetch", "artifacts", url+"/weights.bin", "--name", name, "--sha256", hexSum(data),
+		"--nodes", node, "-n", ns, "--progress=plain", "-o", "json", "--timeout=10m")
+	p.waitLine(t, node+": job created", 2*time.Minute)
+	dir := c.artifactDir(node, name)
+	waitFor(t, 2*time.Minute, "a partial download on the node", func() bool { return len(tempFiles(dir)) > 0 })
+	t.Logf("partial download on %s: %v", node, tempFiles(dir))
+	runID := p.runID
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	p.wait(t, 30*time.Second)
+
+	lease, err := c.client.CoordinationV1().Leases(ns).Get(context.Background(), "coral-run-"+runID, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("the run's Lease: %v (the engine creates one per run; gc relies on it)", err)
+	}
+	renew := lease.CreationTimestamp.Time
+	if lease.Spec.RenewTime != nil {
+		renew = lease.Spec.RenewTime.Time
+	}
+	dur := 90 * time.Second
+	if lease.Spec.LeaseDurationSeconds != nil {
+		dur = time.Duration(*lease.Spec.LeaseDurationSeconds) * time.Second
+	}
+	time.Sleep(time.Until(renew.Add(dur)) + time.Second)
+	gc := c.coral(t, nil, "gc", "-n", ns, "-o", "name")
+	if gc.code != 0 || !strings.Contains(gc.stdout, "lease.coordination.k8s.io/coral-run-"+runID) {
+		t.Fatalf("gc: exit %d, stdout %q; want it to delete the run's Lease", gc.code, gc.stdout)
+	}
+	c.expectNothingLeft(t, ns, orphanBound)
+	if left := tempFiles(dir); len(left) > 0 {
+		t.Errorf("partial files left on %s: %v", node, left)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "weights.bin")); err == nil {
+		t.Errorf("%s holds weights.bin though its download never finished", node)
+	}
+}
+
+// stallingFileServer serves data at /weights.bin on the nodes' address, but
+// sends only its first `send` bytes and then holds the connection.
+func stallingFileServer(t *testing.T, c *cluster, data []byte, send int) string {
+	t.Helper()
+	l, err := net.Listen("tcp", net.JoinHostPort(c.env["CORAL_NODE_IP"], "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/weights.bin" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Length", fmt.Sprint(len(data)))
+		if r.Method == http.MethodHead {
+			return
+		}
+		w.Write(data[:send])
+		w.(http.Flusher).Flush()
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	})}
+	go srv.Serve(l)
+	t.Cleanup(func() { close(release); srv.Close() })
+	return "http://" + l.Addr().String()
+}
+
+// tempFiles lists the worker's files-in-progress in an artifact directory.
+func tempFiles(dir string) []string {
+	ents, _ := os.ReadDir(dir)
+	var out []string
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ".coral-tmp-") {
+			out = append(out, e.Name())
+		}
+	}
+	return out
 }
