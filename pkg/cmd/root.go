@@ -77,18 +77,41 @@ func Run(ctx context.Context, streams genericiooptions.IOStreams, args []string)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return cmdutil.BadInputf("%v\nSee '%s --help'.", err, c.CommandPath())
 	})
+	// started is set once a command's own code runs: an error before that
+	// is cobra's (unknown command, wrong arguments), bad input by nature.
+	started := false
+	root.PersistentPreRun = func(*cobra.Command, []string) { started = true }
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return nil
 	}
-	// Commands return ExitErrors; anything else comes from cobra itself
-	// (unknown command, wrong arguments): bad input.
-	var ee *cmdutil.ExitError
-	if !errors.As(err, &ee) {
-		ee = &cmdutil.ExitError{Code: cmdutil.ExitBadInput, Err: err}
-	}
+	ee := exitError(ctx, err, started)
 	if ee.Err != nil {
 		fmt.Fprintf(streams.ErrOut, "error: %s\n", ee.Err)
+	}
+	return ee
+}
+
+// exitError gives every error its exit code. A command's ExitError keeps
+// its code, except that anything after Ctrl-C is an interrupt (130): a
+// lookup cut short is not "bad input". An error without a code is bad
+// input (2) only before a command ran; after, it may follow writes, so it
+// is a failure (1), never a false "nothing was created".
+func exitError(ctx context.Context, err error, started bool) *cmdutil.ExitError {
+	var ee *cmdutil.ExitError
+	if !errors.As(err, &ee) {
+		code := cmdutil.ExitFailed
+		if !started {
+			code = cmdutil.ExitBadInput
+		}
+		ee = &cmdutil.ExitError{Code: code, Err: err}
+	}
+	if ctx.Err() != nil && started && ee.Code != cmdutil.ExitOK && ee.Code != cmdutil.ExitInterrupted {
+		msg := "interrupted"
+		if ee.Err != nil {
+			msg += ": " + ee.Err.Error()
+		}
+		ee = &cmdutil.ExitError{Code: cmdutil.ExitInterrupted, Err: errors.New(msg)}
 	}
 	return ee
 }

@@ -244,3 +244,23 @@ func job(t plan.Task, s Spec, component string, args []string, volumes []corev1.
 		},
 	}
 }
+
+// WorkerPod is the pod a worker Job would make, created directly (the
+// engine's pods mode): the same spec, labels and annotations, the Job's
+// name and owners, and its deadline on the pod itself.
+func WorkerPod(job *batchv1.Job) *corev1.Pod {
+	t := job.Spec.Template
+	pod := &corev1.Pod{
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name:            job.Name,
+			Namespace:       job.Namespace,
+			Labels:          t.Labels,
+			Annotations:     t.Annotations,
+			OwnerReferences: job.OwnerReferences,
+		},
+		Spec: *t.Spec.DeepCopy(),
+	}
+	pod.Spec.ActiveDeadlineSeconds = job.Spec.ActiveDeadlineSeconds
+	return pod
+}

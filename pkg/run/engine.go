@@ -1,14 +1,15 @@
-// Package run is Coral's engine: it creates one Job per node with a cap on
-// nodes in flight, follows every worker pod through one watch for the whole
-// run, decodes the workers' reports, enforces a per-node deadline, and on the
-// way out — finished, failed or interrupted — deletes everything it created.
+// Package run is Coral's engine: it creates one worker per node (a Job, or
+// the pod itself), keeps the control plane fed while bounding the workers
+// that exist at once, follows every worker pod through one watch for the
+// whole run, decodes the workers' reports, enforces a per-node deadline, and
+// on the way out — finished, failed or interrupted — deletes everything it
+// created. It does no terminal I/O: progress goes to OnEvent.
 package run
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -16,13 +17,9 @@ import (
 	"github.com/coral-dev/coral/pkg/jobs"
 	"github.com/coral-dev/coral/pkg/report"
 	batchv1 "k8s.io/api/batch/v1"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/cache"
 )
 
 // NodeJob is one node's Job and the images its worker was given, in order.
@@ -49,10 +46,13 @@ const (
 	EventCreated  EventType = "Created"
 	EventRunning  EventType = "Running"
 	EventFinished EventType = "Finished"
+	// EventWarning is about the run, not one node (Node is empty).
+	EventWarning EventType = "Warning"
 )
 
-// Event is a progress notice. Handlers must be quick; they are called with
-// the engine's lock held, one at a time.
+// Event is a progress notice. Events are delivered in order, one at a time,
+// on a goroutine of their own and never under the engine's lock; every
+// event is delivered before Run returns, and none after.
 type Event struct {
 	Type     EventType
 	Node     string
@@ -63,75 +63,121 @@ type Event struct {
 	Duration time.Duration
 }
 
+// Mode says how workers are launched.
+type Mode string
+
+const (
+	// ModeJobs creates one batch/v1 Job per node; the Job controller creates its pod.
+	ModeJobs Mode = "jobs"
+	// ModePods creates the worker pod directly (same spec), owned by the
+	// run's Lease: no Job controller on the path.
+	ModePods Mode = "pods"
+)
+
 // Engine runs a set of NodeJobs.
 type Engine struct {
 	Client    kubernetes.Interface
 	Namespace string
 	RunID     string
-	// MaxInFlight caps nodes whose Job exists and has not finished.
+	// Mode is ModeJobs (default) or ModePods.
+	Mode Mode
+	// MaxInFlight caps the workers that exist at once (a pod created, its
+	// report not yet in): what a registry and the nodes feel.
 	MaxInFlight int
-	// NodeTimeout bounds one node from its Job's creation to its report.
+	// MaxQueued caps the Jobs created beyond MaxInFlight whose pod the Job
+	// controller has not made yet (jobs mode). Such a Job pulls nothing; the
+	// queue keeps a backlogged Job controller fed. The queue is empty while
+	// the Job controller keeps up (every Job then counts against
+	// MaxInFlight, a strict cap) and widens, up to MaxQueued, only while
+	// workers finish much faster than the control plane makes them: then
+	// the control plane, not the registry, is the bottleneck, and the pods
+	// it releases from the queue finish as fast as it makes them. Default:
+	// every node.
+	MaxQueued int
+	// NodeTimeout bounds one node from its worker's creation to its report.
 	NodeTimeout time.Duration
-	// KeepJobs leaves the Jobs in place at the end (for debugging).
+	// WorkerStartGrace is how long kubelet may keep retrying to pull or
+	// start the worker image (ErrImagePull, CreateContainerError, …) before
+	// the node fails with kubelet's reason. Default 2m, at most NodeTimeout.
+	WorkerStartGrace time.Duration
+	// KeepJobs leaves the workers in place at the end (for debugging).
 	KeepJobs bool
 	// OnEvent receives progress; nil ignores it.
 	OnEvent func(Event)
-	// NoPodGrace is how long a created Job may have no pod before its events
-	// are read for a reason (admission, quota). Default 10s.
+	// NoPodGrace is how long a created Job may have no pod before a
+	// FailedCreate event for it fails the node (admission, quota). Default 10s.
 	NoPodGrace time.Duration
 	// CleanupTimeout bounds the final cleanup. Default 30s.
 	CleanupTimeout time.Duration
+	// Holder names who runs the run, on its Lease (e.g. kubectl-coral@host/pid).
+	Holder string
+	// LeaseRenew is how often the run's Lease is renewed. Default 30s.
+	LeaseRenew time.Duration
 }
 
 type nodeState struct {
-	nj        NodeJob
+	node      string
+	images    []string
+	expected  []string
+	job       *batchv1.Job // dropped once created: only its name is needed
+	jobName   string
 	created   time.Time
-	hasPod    bool
+	podSeen   time.Time
 	podName   string
-	explained bool // events for a pod-less Job were read
-	done      bool
 	running   bool
+	done      bool
+	reading   bool      // the full report is being read from the log
+	waiting   string    // kubelet's last reason it cannot start the worker
+	waitSince time.Time // when that began
+	createErr string    // a FailedCreate event's message (jobs mode)
 	result    NodeResult
 }
 
-// Run creates the Jobs, waits for every node's report or deadline, cleans up
-// and returns one NodeResult per NodeJob (in input order). When ctx is
-// cancelled it stops creating Jobs, cleans up, marks unfinished nodes Failed
-// and returns the partial results with interrupted set. err reports what
-// went wrong with the run itself (the watch, the cleanup), alongside results.
+// Run creates the workers, waits for every node's report or deadline,
+// cleans up and returns one NodeResult per NodeJob (in input order). When
+// ctx is cancelled it stops creating workers, cleans up, marks unfinished
+// nodes Failed and returns the partial results with interrupted set. err
+// reports what went wrong with the run itself (the watch, the cleanup).
 func (e *Engine) Run(ctx context.Context, njs []NodeJob) (results []NodeResult, interrupted bool, err error) {
-	if e.MaxInFlight < 1 {
-		e.MaxInFlight = 1
-	}
-	if e.NoPodGrace <= 0 {
-		e.NoPodGrace = 10 * time.Second
-	}
-	if e.CleanupTimeout <= 0 {
-		e.CleanupTimeout = 30 * time.Second
-	}
-	r := &runner{e: e, states: map[string]*nodeState{}, allDone: make(chan struct{}), slots: make(chan struct{}, e.MaxInFlight)}
-	for _, nj := range njs {
-		r.states[nj.Node] = &nodeState{nj: nj}
-		r.order = append(r.order, nj.Node)
-	}
+	e.defaults(len(njs))
 	if len(njs) == 0 {
 		return nil, false, nil
 	}
+	r := &runner{e: e, states: make(map[string]*nodeState, len(njs)), allDone: make(chan struct{}), wake: make(chan struct{}, 1),
+		evq: newEventQueue(e.OnEvent), logSem: make(chan struct{}, 4), window: e.MaxInFlight}
+	for _, nj := range njs {
+		st := &nodeState{node: nj.Node, images: nj.Images, expected: nj.Expected, job: nj.Job, jobName: nj.Job.Name}
+		r.states[nj.Node] = st
+		r.order = append(r.order, st)
+	}
+	defer r.evq.close()
+
+	// Everything the run creates hangs off one Lease: one delete collects
+	// the run, and `kubectl coral gc` finds a run whose plugin died.
+	owner, warn := r.createLease(ctx)
+	if warn != "" {
+		r.emitLocked(Event{Type: EventWarning, Message: warn})
+	}
+	r.owner = owner
 
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	defer stopWatch()
-	if err := r.watchPods(watchCtx); err != nil {
+	if err := r.watch(ctx, watchCtx); err != nil {
+		r.deleteLease()
+		if ctx.Err() != nil {
+			return r.unfinished(), true, nil
+		}
 		return nil, false, err
 	}
 
-	var dispatch sync.WaitGroup
-	dispatch.Add(1)
-	go func() {
-		defer dispatch.Done()
-		r.dispatch(ctx, njs)
-	}()
+	var bg sync.WaitGroup
+	bg.Add(2)
+	go func() { defer bg.Done(); r.dispatch(ctx) }()
+	renewCtx, stopRenew := context.WithCancel(context.Background())
+	defer stopRenew()
+	go func() { defer bg.Done(); r.renewLease(renewCtx) }()
 
-	ticker := time.NewTicker(500 * time.Millisecond)
+	ticker := time.NewTicker(250 * time.Millisecond)
 	defer ticker.Stop()
 loop:
 	for {
@@ -145,117 +191,168 @@ loop:
 			r.checkDeadlines(ctx)
 		}
 	}
-	// No Job may be created after cleanup starts: wait for the dispatcher.
-	dispatch.Wait()
-	cleanupErr := r.cleanup()
-	stopWatch()
-
+	// No worker may be created after cleanup starts; reports being read
+	// from logs are awaited (an interrupt cuts them short); after that no
+	// result is taken and no event is sent.
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([]NodeResult, 0, len(r.order))
-	for _, n := range r.order {
-		st := r.states[n]
-		if !st.done {
-			msg := "interrupted before the node reported"
-			if st.created.IsZero() {
-				msg = "interrupted before the node's Job was created"
-			}
-			st.result = failAll(st.nj, msg)
-		}
-		out = append(out, st.result)
+	r.stopping = true
+	r.mu.Unlock()
+	r.signal()
+	stopRenew()
+	bg.Wait()
+	r.readers.Wait()
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+	stopWatch()
+	cleanupErr := r.cleanup()
+	return r.unfinished(), interrupted, cleanupErr
+}
+
+func (e *Engine) defaults(n int) {
+	if e.Mode == "" {
+		e.Mode = ModeJobs
 	}
-	return out, interrupted, cleanupErr
+	if e.MaxInFlight < 1 {
+		e.MaxInFlight = 1
+	}
+	if e.MaxQueued < 1 {
+		e.MaxQueued = n
+	}
+	if e.NoPodGrace <= 0 {
+		e.NoPodGrace = 10 * time.Second
+	}
+	if e.CleanupTimeout <= 0 {
+		e.CleanupTimeout = 30 * time.Second
+	}
+	if e.WorkerStartGrace <= 0 {
+		e.WorkerStartGrace = 2 * time.Minute
+	}
+	if e.NodeTimeout > 0 && e.WorkerStartGrace > e.NodeTimeout {
+		e.WorkerStartGrace = e.NodeTimeout
+	}
+	if e.LeaseRenew <= 0 {
+		e.LeaseRenew = 30 * time.Second
+	}
 }
 
 type runner struct {
-	e       *Engine
-	mu      sync.Mutex
-	states  map[string]*nodeState
-	order   []string
-	done    int
-	allDone chan struct{}
-	slots   chan struct{}
-	// attempted names every Job a create was sent for.
-	attempted []string
+	e        *Engine
+	mu       sync.Mutex
+	states   map[string]*nodeState
+	order    []*nodeState
+	done     int
+	stopping bool // no more workers are created
+	closed   bool // no more results are taken, no more events sent
+	// attempted counts the workers a create was sent for (cleanup looks when > 0).
+	attempted    int
+	owner        *metav1.OwnerReference
+	leaseCreated bool
+	allDone      chan struct{}
+	wake         chan struct{} // a slot may have freed
+	evq          *eventQueue
+	logSem       chan struct{} // bounds concurrent log reads
+	readers      sync.WaitGroup
+	// Flow control (see Engine.MaxQueued).
+	inFlight  int // pod exists, no result yet
+	queued    int // created, no pod yet
+	window    int // workers that may exist, queued included: MaxInFlight + the queue allowance
+	waitEWMA  time.Duration
+	workEWMA  time.Duration
+	createErr error // a watch error worth explaining (RBAC)
 }
 
-func (r *runner) emit(ev Event) {
+// emitLocked queues an event; the caller holds r.mu (or no one else runs).
+func (r *runner) emitLocked(ev Event) {
 	ev.Done, ev.Total = r.done, len(r.order)
-	if r.e.OnEvent != nil {
-		r.e.OnEvent(ev)
+	r.evq.push(ev)
+}
+
+func (r *runner) signal() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
 	}
 }
 
-// watchPods starts the run's one watch: pods with the run's label.
-func (r *runner) watchPods(ctx context.Context) error {
-	f := informers.NewSharedInformerFactoryWithOptions(r.e.Client, 0,
-		informers.WithNamespace(r.e.Namespace),
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = jobs.RunSelector(r.e.RunID) }))
-	inf := f.Core().V1().Pods().Informer()
-	_, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { r.onPod(obj, false) },
-		UpdateFunc: func(_, obj any) { r.onPod(obj, false) },
-		DeleteFunc: func(obj any) {
-			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-				obj = d.Obj
-			}
-			r.onPod(obj, true)
-		},
-	})
-	if err != nil {
-		return err
+// canCreate says whether another worker may be created now; r.mu held.
+func (r *runner) canCreate() bool {
+	if r.e.Mode == ModePods {
+		return r.inFlight+r.queued < r.e.MaxInFlight
 	}
-	f.Start(ctx.Done())
-	syncCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if !cache.WaitForCacheSync(syncCtx.Done(), inf.HasSynced) {
-		return fmt.Errorf("watching pods in namespace %q: the watch did not start within 30s", r.e.Namespace)
-	}
-	return nil
+	return r.inFlight < r.e.MaxInFlight && r.inFlight+r.queued < r.window
 }
 
-// dispatch creates Jobs, never more than MaxInFlight unfinished at once.
-func (r *runner) dispatch(ctx context.Context, njs []NodeJob) {
-	for _, nj := range njs {
-		select {
-		case r.slots <- struct{}{}:
-		case <-ctx.Done():
-			return
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		// Counted before the call: a create cut short by an interrupt may
-		// still have reached the API server, so cleanup must look.
-		r.mu.Lock()
-		r.attempted = append(r.attempted, nj.Job.Name)
-		r.mu.Unlock()
-		_, err := r.e.Client.BatchV1().Jobs(r.e.Namespace).Create(ctx, nj.Job, metav1.CreateOptions{})
-		r.mu.Lock()
-		st := r.states[nj.Node]
-		st.created = time.Now()
-		if err != nil {
-			if ctx.Err() != nil {
-				st.created = time.Time{}
+// dispatch creates workers in plan order within the flow-control limits.
+func (r *runner) dispatch(ctx context.Context) {
+	for _, st := range r.order {
+		for {
+			r.mu.Lock()
+			if r.stopping || ctx.Err() != nil {
 				r.mu.Unlock()
 				return
 			}
-			r.finish(st, failAll(nj, "creating the Job: "+explainAPIError(err, r.e.Namespace)))
-		} else {
-			r.emit(Event{Type: EventCreated, Node: nj.Node})
+			if r.canCreate() {
+				// Counted before the call: a create cut short by an interrupt
+				// may still have reached the API server, so cleanup must look.
+				r.attempted++
+				r.queued++
+				st.created = time.Now()
+				r.mu.Unlock()
+				break
+			}
+			r.mu.Unlock()
+			select {
+			case <-r.wake:
+			case <-ctx.Done():
+				return
+			}
+		}
+		err := r.create(ctx, st)
+		r.mu.Lock()
+		st.job = nil
+		switch {
+		case err != nil && ctx.Err() != nil:
+			r.queued--
+			st.created = time.Time{}
+			r.mu.Unlock()
+			return
+		case err != nil:
+			r.finishLocked(st, failAll(st, "creating the worker: "+explainAPIError(err, r.e.Namespace)))
+		default:
+			r.emitLocked(Event{Type: EventCreated, Node: st.node})
 		}
 		r.mu.Unlock()
 	}
 }
 
-// finish records a node's result; the caller holds r.mu.
-func (r *runner) finish(st *nodeState, res NodeResult) {
-	if st.done {
+func (r *runner) create(ctx context.Context, st *nodeState) error {
+	job := st.job.DeepCopy()
+	if r.owner != nil {
+		job.OwnerReferences = append(job.OwnerReferences, *r.owner)
+	}
+	if r.e.Mode == ModePods {
+		_, err := r.e.Client.CoreV1().Pods(r.e.Namespace).Create(ctx, jobs.WorkerPod(job), metav1.CreateOptions{})
+		return err
+	}
+	_, err := r.e.Client.BatchV1().Jobs(r.e.Namespace).Create(ctx, job, metav1.CreateOptions{})
+	return err
+}
+
+// finishLocked records a node's result; r.mu held.
+func (r *runner) finishLocked(st *nodeState, res NodeResult) {
+	if st.done || r.closed {
 		return
 	}
 	st.done = true
 	if !st.created.IsZero() {
 		res.Duration = time.Since(st.created)
+		if st.podSeen.IsZero() {
+			r.queued--
+		} else {
+			r.inFlight--
+			r.learn(st.podSeen.Sub(st.created), time.Since(st.podSeen))
+		}
 	}
 	st.result = res
 	r.done++
@@ -269,206 +366,158 @@ func (r *runner) finish(st *nodeState, res NodeResult) {
 			}
 		}
 	}
-	r.emit(Event{Type: EventFinished, Node: st.nj.Node, Failed: failed, Message: msg, Duration: res.Duration})
-	select {
-	case <-r.slots:
-	default:
-	}
+	r.emitLocked(Event{Type: EventFinished, Node: st.node, Failed: failed, Message: msg, Duration: res.Duration})
+	r.signal()
 	if r.done == len(r.order) {
 		close(r.allDone)
 	}
 }
 
-func (r *runner) onPod(obj any, deleted bool) {
-	pod, ok := obj.(*corev1.Pod)
-	if !ok {
-		return
+// learn widens or narrows the queue allowance from how long workers waited
+// for the control plane versus how long they worked. When the control plane
+// is the bottleneck (workers finish quickly, creation is slow), more Jobs
+// are queued ahead; a queued Job pulls nothing. When workers work long (big
+// pulls, a slow registry), the queue shrinks back to MaxInFlight.
+func (r *runner) learn(wait, work time.Duration) {
+	const a = 0.2
+	if r.waitEWMA == 0 {
+		r.waitEWMA, r.workEWMA = wait, work
+	} else {
+		r.waitEWMA = time.Duration(a*float64(wait) + (1-a)*float64(r.waitEWMA))
+		r.workEWMA = time.Duration(a*float64(work) + (1-a)*float64(r.workEWMA))
 	}
-	node := pod.Annotations[jobs.AnnotationNode]
-	if node == "" {
-		node = pod.Spec.NodeName
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	st := r.states[node]
-	if st == nil || st.done {
-		return
-	}
-	st.hasPod = true
-	st.podName = pod.Name
-	if res, final := r.e.readPod(pod, st.nj); final {
-		r.finish(st, res)
-		return
-	}
-	if deleted {
-		r.finish(st, failAll(st.nj, "the worker pod was deleted before it reported (was the node removed or drained?)"))
-		return
-	}
-	if pod.Status.Phase == corev1.PodRunning && !st.running {
-		st.running = true
-		r.emit(Event{Type: EventRunning, Node: node})
-	}
+	w := max(r.workEWMA, 100*time.Millisecond)
+	win := int(float64(r.e.MaxInFlight) * float64(r.waitEWMA) / float64(w))
+	r.window = min(max(win, r.e.MaxInFlight), r.e.MaxInFlight+r.e.MaxQueued)
 }
 
-// checkDeadlines fails nodes past --timeout and explains Jobs with no pod.
+func (r *runner) unfinished() []NodeResult {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]NodeResult, 0, len(r.order))
+	for _, st := range r.order {
+		if !st.done {
+			msg := "interrupted before the node reported"
+			if st.created.IsZero() {
+				msg = "interrupted before the node's worker was created"
+			}
+			st.result = failAll(st, msg)
+			st.result.Node = st.node
+		}
+		out = append(out, st.result)
+	}
+	return out
+}
+
+// checkDeadlines fails nodes past --timeout, nodes whose worker kubelet
+// could not start within WorkerStartGrace, and Jobs the Job controller
+// cannot make a pod for. Kubelet's last word on a late pod is read once, at
+// its deadline, outside the lock.
 func (r *runner) checkDeadlines(ctx context.Context) {
 	type late struct {
 		st  *nodeState
 		msg string
 		pod string
 	}
-	r.mu.Lock()
-	var explain []*nodeState
 	var timedOut []late
 	now := time.Now()
-	for _, n := range r.order {
-		st := r.states[n]
-		if st.done || st.created.IsZero() {
+	r.mu.Lock()
+	for _, st := range r.order {
+		if st.done || st.created.IsZero() || st.reading {
 			continue
 		}
-		if r.e.NodeTimeout > 0 && now.Sub(st.created) > r.e.NodeTimeout {
+		switch {
+		case r.e.NodeTimeout > 0 && now.Sub(st.created) > r.e.NodeTimeout:
 			msg := fmt.Sprintf("no report within --timeout=%s", r.e.NodeTimeout)
 			switch {
-			case !st.hasPod:
-				msg += "; the Job never got a pod"
+			case st.podSeen.IsZero():
+				msg += "; the worker never got a pod"
+				if st.createErr != "" {
+					msg += ": " + st.createErr
+				}
+			case st.waiting != "":
+				msg += "; the node cannot start the worker: " + st.waiting
 			case !st.running:
 				msg += "; the worker pod never started"
 			default:
 				msg += "; the worker pod is still running (is the node's container runtime or kubelet down?)"
 			}
+			st.reading = true
 			timedOut = append(timedOut, late{st: st, msg: msg, pod: st.podName})
-			continue
-		}
-		if !st.hasPod && !st.explained && now.Sub(st.created) > r.e.NoPodGrace {
-			st.explained = true
-			explain = append(explain, st)
+		case st.waiting != "" && now.Sub(st.waitSince) > r.e.WorkerStartGrace:
+			r.finishLocked(st, failAll(st, st.waiting))
+		case st.podSeen.IsZero() && st.createErr != "" && now.Sub(st.created) > r.e.NoPodGrace:
+			r.finishLocked(st, failAll(st, "the Job cannot create its pod: "+explainAdmission(st.createErr, r.e.Namespace)))
 		}
 	}
 	r.mu.Unlock()
-	// What kubelet last said about a late pod (e.g. it cannot reach the
-	// runtime to create the sandbox) is the most useful part of the message.
 	for _, l := range timedOut {
 		if why := r.lastWarning(ctx, "Pod", l.pod); why != "" {
 			l.msg += ": " + why
 		}
 		r.mu.Lock()
-		r.finish(l.st, failAll(l.st.nj, l.msg))
-		r.mu.Unlock()
-	}
-	// A Job without a pod after a grace period: one look at its events tells
-	// why (admission webhook, quota, Pod Security). One request per such Job,
-	// once — not a poll.
-	for _, st := range explain {
-		reason := r.jobCreateFailure(ctx, st.nj.Job.Name)
-		if reason == "" {
-			continue
-		}
-		r.mu.Lock()
-		if !st.hasPod {
-			r.finish(st, failAll(st.nj, "the Job cannot create its pod: "+reason))
-		}
+		l.st.reading = false
+		r.finishLocked(l.st, failAll(l.st, l.msg))
 		r.mu.Unlock()
 	}
 }
 
-// lastWarning returns the newest Warning event's reason and message for an
-// object, or "".
-func (r *runner) lastWarning(ctx context.Context, kind, name string) string {
-	if name == "" {
-		return ""
-	}
-	sel := fields.Set{"involvedObject.kind": kind, "involvedObject.name": name}.AsSelector().String()
-	evs, err := r.e.Client.CoreV1().Events(r.e.Namespace).List(ctx, metav1.ListOptions{FieldSelector: sel})
-	if err != nil {
-		return ""
-	}
-	var best *corev1.Event
-	for i := range evs.Items {
-		ev := &evs.Items[i]
-		if ev.Type != corev1.EventTypeWarning || uninformative[ev.Reason] {
-			continue
-		}
-		if best == nil || eventTime(ev).After(eventTime(best)) {
-			best = ev
-		}
-	}
-	if best == nil {
-		return ""
-	}
-	return best.Reason + ": " + best.Message
-}
-
-// uninformative warnings say nothing about why a worker did not report.
-var uninformative = map[string]bool{"MissingClusterDNS": true, "DNSConfigForming": true}
-
-func eventTime(ev *corev1.Event) time.Time {
-	if !ev.LastTimestamp.IsZero() {
-		return ev.LastTimestamp.Time
-	}
-	if !ev.EventTime.IsZero() {
-		return ev.EventTime.Time
-	}
-	return ev.CreationTimestamp.Time
-}
-
-func (r *runner) jobCreateFailure(ctx context.Context, job string) string {
-	sel := fields.Set{"involvedObject.kind": "Job", "involvedObject.name": job}.AsSelector().String()
-	evs, err := r.e.Client.CoreV1().Events(r.e.Namespace).List(ctx, metav1.ListOptions{FieldSelector: sel})
-	if err != nil {
-		return ""
-	}
-	sort.Slice(evs.Items, func(i, j int) bool { return evs.Items[i].LastTimestamp.After(evs.Items[j].LastTimestamp.Time) })
-	for _, ev := range evs.Items {
-		if ev.Reason == "FailedCreate" {
-			return explainAdmission(ev.Message, r.e.Namespace)
-		}
-	}
-	return ""
-}
-
-// cleanup deletes every Job of the run (and, through the garbage collector,
-// their pods) with one DeleteCollection, unless KeepJobs.
+// cleanup deletes every worker of the run: one DeleteCollection, then the
+// run's Lease (whose garbage collection catches anything the collection
+// missed). Nothing when KeepJobs.
 func (r *runner) cleanup() error {
 	if r.e.KeepJobs {
 		return nil
 	}
-	r.mu.Lock()
-	attempted := len(r.attempted)
-	r.mu.Unlock()
-	if attempted == 0 {
+	defer r.deleteLease()
+	if r.attempted == 0 {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), r.e.CleanupTimeout)
 	defer cancel()
 	bg := metav1.DeletePropagationBackground
-	err := r.e.Client.BatchV1().Jobs(r.e.Namespace).DeleteCollection(ctx,
-		metav1.DeleteOptions{PropagationPolicy: &bg},
-		metav1.ListOptions{LabelSelector: jobs.RunSelector(r.e.RunID)})
+	opts := metav1.DeleteOptions{PropagationPolicy: &bg}
+	sel := metav1.ListOptions{LabelSelector: jobs.RunSelector(r.e.RunID)}
+	kind := "jobs"
+	var err error
+	if r.e.Mode == ModePods {
+		kind = "pods"
+		err = r.e.Client.CoreV1().Pods(r.e.Namespace).DeleteCollection(ctx, opts, sel)
+	} else {
+		err = r.e.Client.BatchV1().Jobs(r.e.Namespace).DeleteCollection(ctx, opts, sel)
+	}
 	if err == nil {
 		return nil
 	}
+	hint := fmt.Sprintf("kubectl delete %s -n %s -l %s", kind, r.e.Namespace, jobs.RunSelector(r.e.RunID))
 	if !apierrors.IsForbidden(err) && !apierrors.IsMethodNotSupported(err) {
-		return fmt.Errorf("deleting the run's Jobs (kubectl delete jobs -n %s -l %s): %w", r.e.Namespace, jobs.RunSelector(r.e.RunID), err)
+		return fmt.Errorf("deleting the run's workers (%s): %w", hint, err)
 	}
 	// No deletecollection permission: delete one by one.
 	var errs []error
-	r.mu.Lock()
-	names := append([]string(nil), r.attempted...)
-	r.mu.Unlock()
-	for _, n := range names {
-		if err := r.e.Client.BatchV1().Jobs(r.e.Namespace).Delete(ctx, n, metav1.DeleteOptions{PropagationPolicy: &bg}); err != nil && !apierrors.IsNotFound(err) {
+	for _, st := range r.order {
+		if st.created.IsZero() {
+			continue
+		}
+		var err error
+		if r.e.Mode == ModePods {
+			err = r.e.Client.CoreV1().Pods(r.e.Namespace).Delete(ctx, st.jobName, opts)
+		} else {
+			err = r.e.Client.BatchV1().Jobs(r.e.Namespace).Delete(ctx, st.jobName, opts)
+		}
+		if err != nil && !apierrors.IsNotFound(err) {
 			errs = append(errs, err)
 		}
 	}
 	if len(errs) > 0 {
-		return fmt.Errorf("deleting the run's Jobs (kubectl delete jobs -n %s -l %s): %w", r.e.Namespace, jobs.RunSelector(r.e.RunID), errors.Join(errs...))
+		return fmt.Errorf("deleting the run's workers (%s): %w", hint, errors.Join(errs...))
 	}
 	return nil
 }
 
-func failAll(nj NodeJob, msg string) NodeResult {
-	res := NodeResult{Node: nj.Node}
-	for _, img := range nj.Images {
+func failAll(st *nodeState, msg string) NodeResult {
+	res := NodeResult{Node: st.node}
+	for _, img := range st.images {
 		res.Items = append(res.Items, report.ItemResult{Image: img, Status: report.StatusFailed, Message: msg})
 	}
 	return res
@@ -482,7 +531,7 @@ func explainAPIError(err error, ns string) string {
 		if strings.Contains(msg, "PodSecurity") || strings.Contains(msg, "admission") || strings.Contains(msg, "denied the request") {
 			return explainAdmission(msg, ns)
 		}
-		return fmt.Sprintf("%s (Coral needs to create, list, watch and delete Jobs and list/watch Pods in namespace %q: see the RBAC section of the README)", msg, ns)
+		return fmt.Sprintf("%s (Coral needs to create, list, watch and delete Jobs and Pods, and create, update and delete Leases in namespace %q: see the RBAC section of the README)", msg, ns)
 	case apierrors.IsNotFound(err):
 		return fmt.Sprintf("%s (does namespace %q exist?)", err.Error(), ns)
 	}

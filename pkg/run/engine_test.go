@@ -139,7 +139,7 @@ func TestRunCollectsResultsCapsInFlightAndCleansUp(t *testing.T) {
 	k.start(t, ctx)
 	var mu sync.Mutex
 	var events []Event
-	e := &Engine{Client: c, Namespace: ns, RunID: "r1", MaxInFlight: 2, NodeTimeout: 10 * time.Second,
+	e := &Engine{Client: c, Namespace: ns, RunID: "r1", MaxInFlight: 2, NodeTimeout: 10 * time.Second, WorkerStartGrace: 300 * time.Millisecond,
 		OnEvent: func(ev Event) { mu.Lock(); events = append(events, ev); mu.Unlock() }}
 	res, _, err := e.Run(ctx, nodeJobs("r1", "n1", "n2", "n3", "n4", "n5"))
 	if err != nil {

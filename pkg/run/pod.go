@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/coral-dev/coral/pkg/jobs"
 	"github.com/coral-dev/coral/pkg/report"
@@ -15,44 +14,87 @@ import (
 	"k8s.io/client-go/kubernetes"
 )
 
-// waitingFailures are container waiting reasons that will not resolve on
-// their own within a run: the node cannot start the worker.
-var waitingFailures = map[string]bool{
-	"ErrImagePull":               true,
-	"ImagePullBackOff":           true,
+// startFailures are container waiting reasons that say kubelet cannot
+// start the worker. Kubelet retries most of them (a registry hiccup while
+// pulling the worker image, a runtime that is briefly busy), so they fail
+// the node only when they last (Engine.WorkerStartGrace); the ones marked
+// final cannot resolve by retrying.
+var startFailures = map[string]bool{
+	"ErrImagePull":               false,
+	"ImagePullBackOff":           false,
+	"CreateContainerConfigError": false,
+	"CreateContainerError":       false,
+	"RunContainerError":          false,
 	"InvalidImageName":           true,
 	"ErrImageNeverPull":          true,
-	"CreateContainerConfigError": true,
-	"CreateContainerError":       true,
-	"RunContainerError":          true,
 }
 
-// readPod decides whether pod holds a final outcome for its node. The
+// podOutcome is what one look at a worker pod says about its node.
+type podOutcome struct {
+	final   bool
+	items   []report.ItemResult
+	failure string // the node failed as a whole (no report)
+	// needLog: the termination message overflowed; the full report is in
+	// the worker's log.
+	needLog bool
+	images  []string
+	// waiting is kubelet's reason it cannot start the worker (not final
+	// unless waitingFinal).
+	waiting      string
+	waitingFinal bool
+}
+
+func (o podOutcome) result(node string) NodeResult {
+	if o.failure != "" {
+		return failAll(&nodeState{node: node, images: o.images}, o.failure)
+	}
+	return NodeResult{Node: node, Items: o.items}
+}
+
+// readPod decides, without I/O, what a worker pod says about its node. The
 // worker container's Terminated state (with its report) is final as soon as
 // it appears: the pod never restarts it (restartPolicy Never, backoffLimit
 // 0), and waiting for phase Succeeded would add kubelet's teardown (about a
 // second per node) to every run.
-func (e *Engine) readPod(pod *corev1.Pod, nj NodeJob) (NodeResult, bool) {
+func readPod(pod *corev1.Pod, images, expected []string) podOutcome {
+	out := podOutcome{images: images}
 	cs := workerStatus(pod)
 	if cs != nil && cs.State.Terminated != nil {
 		t := cs.State.Terminated
-		if strings.TrimSpace(t.Message) != "" {
-			return e.decode(pod, nj, t.Message), true
+		out.final = true
+		if strings.TrimSpace(t.Message) == "" {
+			out.failure = fmt.Sprintf("the worker exited with code %d (%s) without a report%s", t.ExitCode, t.Reason, podReason(pod))
+			return out
 		}
-		return failAll(nj, fmt.Sprintf("the worker exited with code %d (%s) without a report%s", t.ExitCode, t.Reason, podReason(pod))), true
+		wr, err := report.DecodeTermination(t.Message, images, expected)
+		if err != nil {
+			out.failure = err.Error()
+			return out
+		}
+		out.items = wr.Items
+		out.needLog = wr.Overflow
+		return out
 	}
 	switch pod.Status.Phase {
 	case corev1.PodSucceeded, corev1.PodFailed:
-		return failAll(nj, "the worker pod "+strings.ToLower(string(pod.Status.Phase))+" before its container ran"+podReason(pod)), true
+		out.final = true
+		out.failure = "the worker pod " + strings.ToLower(string(pod.Status.Phase)) + " before its container ran" + podReason(pod)
+		return out
 	}
-	if cs != nil && cs.State.Waiting != nil && waitingFailures[cs.State.Waiting.Reason] {
+	if cs != nil && cs.State.Waiting != nil {
 		w := cs.State.Waiting
-		if strings.Contains(w.Reason, "Image") {
-			return failAll(nj, fmt.Sprintf("the node cannot pull the worker image %s (%s: %s); check --worker-image, or push the worker image where the node can reach it (make jobimage-push)", cs.Image, w.Reason, w.Message)), true
+		final, known := startFailures[w.Reason]
+		if !known {
+			return out
 		}
-		return failAll(nj, fmt.Sprintf("the node cannot start the worker (%s: %s)", w.Reason, w.Message)), true
+		out.waitingFinal = final
+		if strings.Contains(w.Reason, "Image") {
+			out.waiting = fmt.Sprintf("the node cannot pull the worker image %s (%s: %s); check --worker-image, or push the worker image where the node can reach it (make jobimage-push)", cs.Image, w.Reason, w.Message)
+		} else {
+			out.waiting = fmt.Sprintf("the node cannot start the worker (%s: %s)", w.Reason, w.Message)
+		}
 	}
-	return NodeResult{}, false
+	return out
 }
 
 func workerStatus(pod *corev1.Pod) *corev1.ContainerStatus {
@@ -71,26 +113,21 @@ func podReason(pod *corev1.Pod) string {
 	return fmt.Sprintf(": %s %s", pod.Status.Reason, pod.Status.Message)
 }
 
-// decode reads the worker's termination message; when the worker had to cut
-// it (overflow), the full report is read from the pod log.
-func (e *Engine) decode(pod *corev1.Pod, nj NodeJob, msg string) NodeResult {
-	wr, err := report.DecodeTermination(msg, nj.Images, nj.Expected)
-	if err != nil {
-		return failAll(nj, err.Error())
+// withFullReport replaces an overflowed compact report with the full one
+// from the worker's log; when the log cannot be read, the statuses of the
+// compact report stay and failed items say where the details are.
+func (r *runner) withFullReport(ctx context.Context, pod string, st *nodeState, out podOutcome) NodeResult {
+	full, err := r.fullReport(ctx, pod)
+	if err == nil && len(full.Items) == len(st.images) {
+		return NodeResult{Node: st.node, Items: full.Items}
 	}
-	if wr.Overflow {
-		full, err := e.fullReport(pod)
-		if err == nil && len(full.Items) == len(nj.Images) {
-			wr = full
-		} else {
-			for i := range wr.Items {
-				if wr.Items[i].Status == report.StatusFailed {
-					wr.Items[i].Message = "failed (details in the worker log, which could not be read: " + errString(err) + ")"
-				}
-			}
+	items := append([]report.ItemResult(nil), out.items...)
+	for i := range items {
+		if items[i].Status == report.StatusFailed {
+			items[i].Message = "failed (details in the worker log, which could not be read: " + errString(err) + ")"
 		}
 	}
-	return NodeResult{Node: nj.Node, Items: wr.Items}
+	return NodeResult{Node: st.node, Items: items}
 }
 
 func errString(err error) string {
@@ -100,10 +137,8 @@ func errString(err error) string {
 	return err.Error()
 }
 
-func (e *Engine) fullReport(pod *corev1.Pod) (*report.WorkerReport, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	rc, err := e.Client.CoreV1().Pods(pod.Namespace).GetLogs(pod.Name, &corev1.PodLogOptions{Container: jobs.ContainerName}).Stream(ctx)
+func (r *runner) fullReport(ctx context.Context, pod string) (*report.WorkerReport, error) {
+	rc, err := r.e.Client.CoreV1().Pods(r.e.Namespace).GetLogs(pod, &corev1.PodLogOptions{Container: jobs.ContainerName}).Stream(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -112,21 +147,21 @@ func (e *Engine) fullReport(pod *corev1.Pod) (*report.WorkerReport, error) {
 }
 
 // Preflight asks the API server, without creating anything, whether the
-// run's Jobs and their pods would be admitted: RBAC, quota, Pod Security and
-// admission webhooks. Server-side dry-run runs every admission step.
-func Preflight(ctx context.Context, client kubernetes.Interface, job *batchv1.Job) error {
+// run's workers would be admitted: RBAC, quota, Pod Security and admission
+// webhooks. Server-side dry-run runs every admission step. In jobs mode the
+// Job is checked, and its pod when the caller may create pods (the Job
+// controller, which may, is the judge otherwise); in pods mode the pod.
+func Preflight(ctx context.Context, client kubernetes.Interface, job *batchv1.Job, mode Mode) error {
 	dry := metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}
-	if _, err := client.BatchV1().Jobs(job.Namespace).Create(ctx, job, dry); err != nil {
-		return fmt.Errorf("the API server would not accept the worker Job: %s", explainAPIError(err, job.Namespace))
+	if mode != ModePods {
+		if _, err := client.BatchV1().Jobs(job.Namespace).Create(ctx, job, dry); err != nil {
+			return fmt.Errorf("the API server would not accept the worker Job: %s", explainAPIError(err, job.Namespace))
+		}
 	}
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{GenerateName: job.Name + "-preflight-", Namespace: job.Namespace, Labels: job.Spec.Template.Labels},
-		Spec:       job.Spec.Template.Spec,
-	}
+	pod := jobs.WorkerPod(job)
+	pod.Name, pod.GenerateName = "", job.Name+"-preflight-"
 	if _, err := client.CoreV1().Pods(job.Namespace).Create(ctx, pod, dry); err != nil {
-		// Without permission to create pods directly we learn nothing here;
-		// the Job controller (which has it) will be the judge.
-		if apierrors.IsForbidden(err) && strings.Contains(err.Error(), "cannot create resource") {
+		if mode != ModePods && apierrors.IsForbidden(err) && strings.Contains(err.Error(), "cannot create resource") {
 			return nil
 		}
 		return fmt.Errorf("the worker pod would be rejected: %s", explainAPIError(err, job.Namespace))

@@ -103,10 +103,17 @@ func pullOne(ctx context.Context, svc ImageService, it Item, o PullOptions, logf
 		ctx, cancel = context.WithTimeout(ctx, o.ImageTimeout)
 		defer cancel()
 	}
+	expected := it.ExpectedDigest
+	if expected == "" {
+		// A digest reference names its bytes: no registry can move it.
+		if _, d, ok := strings.Cut(it.Image, "@"); ok {
+			expected = d
+		}
+	}
 	finish := func(st report.Status, img *runtimeapi.Image, msg string) report.ItemResult {
 		res.Status, res.Message = st, msg
 		if img != nil {
-			res.Digest = repoDigest(img, it.Image)
+			res.Digest = repoDigest(img, it.Image, expected)
 			res.SizeBytes = int64(img.GetSize())
 			res.Pinned = img.GetPinned()
 			if o.Pin && st.Succeeded() {
@@ -128,7 +135,10 @@ func pullOne(ctx context.Context, svc ImageService, it Item, o PullOptions, logf
 		return res
 	}
 
-	// Already there with the expected bytes? Then nothing to pull.
+	// Already there with the expected bytes? Then nothing to pull. Without
+	// an expected digest only the registry knows what the tag points to now,
+	// so the worker always asks it (a pull, cheap when the layers are there)
+	// and calls the image Present only if the node already held those bytes.
 	img, err := withRetry(ctx, o, &res.Attempts, func(ctx context.Context) (*runtimeapi.Image, error) {
 		return svc.ImageStatus(ctx, it.Image)
 	})
@@ -136,8 +146,12 @@ func pullOne(ctx context.Context, svc ImageService, it Item, o PullOptions, logf
 	if err != nil {
 		return finish(report.StatusFailed, nil, describe(err, ctx, o.ImageTimeout))
 	}
-	if img != nil && (it.ExpectedDigest == "" || hasDigest(img, it.ExpectedDigest)) {
+	if img != nil && expected != "" && hasDigest(img, expected) {
 		return finish(report.StatusPresent, img, "")
+	}
+	var before string // the bytes the node held under this name before the pull
+	if img != nil {
+		before = img.GetId()
 	}
 
 	creds := o.Keyring.Lookup(it.Image)
@@ -167,6 +181,10 @@ func pullOne(ctx context.Context, svc ImageService, it Item, o PullOptions, logf
 			msg += ": " + describe(err, ctx, o.ImageTimeout)
 		}
 		return finish(report.StatusFailed, nil, msg)
+	}
+	if before != "" && img.GetId() == before {
+		// The registry serves what the node already had: nothing new came.
+		return finish(report.StatusPresent, img, "")
 	}
 	return finish(report.StatusPulled, img, "")
 }
@@ -199,7 +217,16 @@ const (
 	classTransient
 	classUnauthorized
 	classNotFound
+	// classRuntime: the worker cannot talk to the runtime at all (socket
+	// missing or not permitted); retrying does not help.
+	classRuntime
 )
+
+// isSocketError says whether msg is the runtime socket refusing the worker
+// (dial errors), which must never read as a registry's "denied".
+func isSocketError(msg string) bool {
+	return strings.Contains(msg, "dial unix") && (strings.Contains(msg, "permission denied") || strings.Contains(msg, "no such file"))
+}
 
 // classify sorts an error from the runtime: only transient errors are
 // retried (unavailable, deadline, 5xx, 429); not-found and unauthorized never.
@@ -213,6 +240,8 @@ func classify(err error) errClass {
 		msg = strings.ToLower(err.Error())
 	}
 	switch {
+	case isSocketError(msg):
+		return classRuntime
 	case st.Code() == codes.Unauthenticated || st.Code() == codes.PermissionDenied ||
 		strings.Contains(msg, "401 unauthorized") || strings.Contains(msg, "unauthorized") ||
 		strings.Contains(msg, "403 forbidden") || strings.Contains(msg, "denied"):
@@ -240,6 +269,8 @@ func describe(err error, ctx context.Context, timeout time.Duration) string {
 	}
 	msg := grpcMessage(err)
 	switch classify(err) {
+	case classRuntime:
+		return "cannot use the container runtime socket: " + msg + " (the worker runs as root without capabilities; check the socket's owner and mode, SELinux/AppArmor labels, and --runtime-endpoint)"
 	case classUnauthorized:
 		return "unauthorized: " + msg + " (pass a pull secret for this registry with --pull-secret)"
 	case classNotFound:
@@ -260,10 +291,13 @@ func grpcMessage(err error) string {
 
 // repoDigest returns the digest the image is known by for ref's repository:
 // the manifest (or index) digest a registry serves, which is what the plugin
-// resolves. Falls back to the first repo digest.
-func repoDigest(img *runtimeapi.Image, ref string) string {
+// resolves. An image can carry several repo digests for one repository (an
+// index and a platform manifest, or the same bytes pushed twice); the
+// expected one is preferred when the runtime lists it. Falls back to the
+// first repo digest.
+func repoDigest(img *runtimeapi.Image, ref, expected string) string {
 	repo := repository(ref)
-	var first string
+	var first, ofRepo string
 	for _, rd := range img.GetRepoDigests() {
 		name, d, ok := strings.Cut(rd, "@")
 		if !ok {
@@ -272,9 +306,18 @@ func repoDigest(img *runtimeapi.Image, ref string) string {
 		if first == "" {
 			first = d
 		}
-		if repository(name) == repo {
+		if repository(name) != repo {
+			continue
+		}
+		if expected != "" && d == expected {
 			return d
 		}
+		if ofRepo == "" {
+			ofRepo = d
+		}
+	}
+	if ofRepo != "" {
+		return ofRepo
 	}
 	return first
 }

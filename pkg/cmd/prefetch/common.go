@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -63,9 +64,11 @@ type RunOptions struct {
 	WorkerImage      string
 	WorkerPullSecret []string
 	MaxNodesInFlight int
+	Mode             string
 	Timeout          time.Duration
 	Retries          int
 	KeepJobs         bool
+	FailOnSkipped    bool
 
 	DryRun   string
 	Output   string
@@ -84,6 +87,7 @@ func newRunOptions(flags *genericclioptions.ConfigFlags, streams genericiooption
 		configFlags:      flags,
 		WorkerImage:      version.DefaultWorkerImage(),
 		MaxNodesInFlight: 50,
+		Mode:             modeAuto,
 		Timeout:          15 * time.Minute,
 		Retries:          3,
 		DryRun:           "none",
@@ -97,9 +101,11 @@ func (o *RunOptions) addFlags(f *pflag.FlagSet) {
 	f.BoolVar(&o.IncludeUnschedulable, "include-unschedulable", false, "include cordoned nodes")
 	f.StringVar(&o.WorkerImage, "worker-image", o.WorkerImage, "image of the worker that runs on each node; $"+version.EnvWorkerImage+" overrides the default")
 	f.StringArrayVar(&o.WorkerPullSecret, "worker-image-pull-secret", nil, "image pull secret for the worker image itself (repeatable)")
-	f.IntVar(&o.MaxNodesInFlight, "max-nodes-in-flight", o.MaxNodesInFlight, "how many nodes work at once")
+	f.IntVar(&o.MaxNodesInFlight, "max-nodes-in-flight", o.MaxNodesInFlight, "how many workers exist at once (pods created, not yet reported): what the registry and the nodes feel. Jobs the Job controller has not made a pod for yet pull nothing and are queued ahead so the control plane is never idle")
+	f.StringVar(&o.Mode, "mode", o.Mode, fmt.Sprintf("how workers are launched: jobs (one Job per node, the Job controller makes its pod), pods (the worker pod directly, owned by the run's Lease: no Job controller on the path) or auto (jobs up to %d nodes, pods above)", autoPodsAbove))
 	f.DurationVar(&o.Timeout, "timeout", o.Timeout, "time limit per node, from its Job's creation to its report")
 	f.IntVar(&o.Retries, "retries", o.Retries, "retries per item for transient errors (unavailable, timeouts, 5xx); never for not-found or unauthorized")
+	f.BoolVar(&o.FailOnSkipped, "fail-on-skipped", false, "exit 1 when a selected node was skipped (not Ready, cordoned, no worker build for its platform); by default skipped nodes are reported and do not fail the run")
 	f.BoolVar(&o.KeepJobs, "keep-jobs", false, "keep the Jobs after the run (for debugging; they expire after 1h)")
 	f.StringVar(&o.DryRun, "dry-run", o.DryRun, `"client": print the Jobs, create nothing; "server": also ask the API server to admit them (nothing is persisted)`)
 	f.Lookup("dry-run").NoOptDefVal = "client"
@@ -161,6 +167,11 @@ func (o *RunOptions) validate() error {
 	default:
 		return cmdutil.BadInputf(`--dry-run must be "none", "client" or "server", got %q`, o.DryRun)
 	}
+	switch o.Mode {
+	case modeAuto, string(run.ModeJobs), string(run.ModePods):
+	default:
+		return cmdutil.BadInputf(`--mode must be auto, jobs or pods, got %q`, o.Mode)
+	}
 	switch o.Progress {
 	case "auto", "bar", "plain", "none":
 	default:
@@ -220,8 +231,9 @@ func (o *RunOptions) execute(ctx context.Context, kind string, p *plan.Plan, njs
 	if o.DryRun != "none" {
 		return &outcome{dryRun: true}, o.printDryRun(ctx, p, njs)
 	}
+	mode := o.mode(len(njs))
 	if len(njs) > 0 {
-		if err := run.Preflight(ctx, o.client, njs[0].Job); err != nil {
+		if err := run.Preflight(ctx, o.client, njs[0].Job, mode); err != nil {
 			if ctx.Err() != nil {
 				return nil, &cmdutil.ExitError{Code: cmdutil.ExitInterrupted, Err: errors.New("interrupted before any Job was created")}
 			}
@@ -230,9 +242,9 @@ func (o *RunOptions) execute(ctx context.Context, kind string, p *plan.Plan, njs
 	}
 	prog := newProgress(o.ErrOut, o.Progress, len(njs), len(p.Skipped))
 	engine := &run.Engine{
-		Client: o.client, Namespace: o.namespace, RunID: o.runID,
+		Client: o.client, Namespace: o.namespace, RunID: o.runID, Mode: mode,
 		MaxInFlight: o.MaxNodesInFlight, NodeTimeout: o.Timeout, KeepJobs: o.KeepJobs,
-		OnEvent: prog.Event,
+		OnEvent: prog.Event, Holder: holder(),
 	}
 	prog.Start(o.runID, o.namespace)
 	results, interrupted, runErr := engine.Run(ctx, njs)
@@ -262,6 +274,8 @@ func (o *RunOptions) finish(out *outcome) error {
 		return &cmdutil.ExitError{Code: cmdutil.ExitFailed, Err: out.err}
 	case !rep.AllSucceeded():
 		return cmdutil.Silent(cmdutil.ExitFailed)
+	case o.FailOnSkipped && rep.Summary.Skipped > 0:
+		return &cmdutil.ExitError{Code: cmdutil.ExitFailed, Err: fmt.Errorf("%d node×item results were skipped (--fail-on-skipped)", rep.Summary.Skipped)}
 	}
 	return nil
 }
@@ -279,23 +293,35 @@ func skippedResults(p *plan.Plan, row func(node, reason string) []report.Result)
 // --dry-run=server the API server also admits the first Job and its pod.
 func (o *RunOptions) printDryRun(ctx context.Context, p *plan.Plan, njs []run.NodeJob) error {
 	if o.DryRun == "server" && len(njs) > 0 {
-		if err := run.Preflight(ctx, o.client, njs[0].Job); err != nil {
+		if err := run.Preflight(ctx, o.client, njs[0].Job, o.mode(len(njs))); err != nil {
 			return cmdutil.BadInput(err)
 		}
 	}
 	for _, s := range p.Skipped {
 		fmt.Fprintf(o.ErrOut, "node %s skipped: %s\n", s.Node, s.Reason)
 	}
+	pods := o.mode(len(njs)) == run.ModePods
 	switch o.Output {
 	case report.FormatJSON, report.FormatYAML:
+		if pods {
+			list := &corev1.PodList{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "PodList"}}
+			for _, nj := range njs {
+				list.Items = append(list.Items, *jobs.WorkerPod(nj.Job))
+			}
+			return printObject(o.Out, o.Output, list)
+		}
 		list := &batchv1.JobList{TypeMeta: metav1.TypeMeta{APIVersion: "batch/v1", Kind: "JobList"}}
 		for _, nj := range njs {
 			list.Items = append(list.Items, *nj.Job)
 		}
 		return printObject(o.Out, o.Output, list)
 	}
+	kind := "job.batch"
+	if pods {
+		kind = "pod"
+	}
 	for _, nj := range njs {
-		fmt.Fprintf(o.Out, "job.batch/%s created (%s dry run) on node %s: %d items\n", nj.Job.Name, o.DryRun, nj.Node, len(nj.Images))
+		fmt.Fprintf(o.Out, "%s/%s created (%s dry run) on node %s: %d items\n", kind, nj.Job.Name, o.DryRun, nj.Node, len(nj.Images))
 	}
 	return nil
 }
@@ -310,6 +336,31 @@ func printObject(w io.Writer, format string, v any) error {
 		return err
 	}
 	return report.Print(w, report.FormatJSON, v, nil)
+}
+
+const modeAuto = "auto"
+
+// autoPodsAbove is the node count above which --mode=auto creates worker
+// pods directly instead of Jobs (see docs/scale.md for the figures).
+const autoPodsAbove = 100
+
+// mode resolves --mode for a run over n nodes.
+func (o *RunOptions) mode(n int) run.Mode {
+	switch {
+	case o.Mode == string(run.ModePods):
+		return run.ModePods
+	case o.Mode == string(run.ModeJobs):
+		return run.ModeJobs
+	case n > autoPodsAbove:
+		return run.ModePods
+	}
+	return run.ModeJobs
+}
+
+// holder names this process on the run's Lease.
+func holder() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("kubectl-coral@%s/%d", host, os.Getpid())
 }
 
 func newRunID() string {

@@ -2,7 +2,10 @@ package prefetch
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -34,7 +38,9 @@ type ImagesOptions struct {
 	RuntimeEndpoint string
 	PullSecrets     []string
 	NoResolve       bool
-	Pin             bool
+	// Pin is "" (off), "true" (a pin that does not take fails the item) or
+	// "best-effort" (it is only reported).
+	Pin             string
 	MaxPullsPerNode int
 	ImageTimeout    time.Duration
 
@@ -84,8 +90,16 @@ The worker pod mounts a hostPath (the runtime socket), which Pod Security
 admission allows only at the "privileged" level: run in a namespace labelled
 pod-security.kubernetes.io/enforce=privileged (e.g. -n coral-system).
 
-Exit codes: 0 all images on all selected nodes, 1 some failed, 2 bad input
-(nothing created), 130 interrupted (everything created was deleted).`,
+Without a resolved digest (--no-resolve, or a registry only the nodes can
+reach) every node asks the registry for the tag: an image is Present only when
+the node already held what the registry serves now.
+
+Exit codes: 0 every image, with the resolved digest (and pinned, with --pin),
+on every selected node; 1 some failed — a node holding other bytes than were
+resolved and a pin that did not take count as failures, and so do skipped
+nodes with --fail-on-skipped; 2 bad input, including an image the registry
+says does not exist (nothing created); 130 interrupted (everything created was
+deleted).`,
 		Example: `  # Two images onto the nodes of the web pool
   kubectl coral prefetch images nginx:1.27 registry.example.com/team/api:v3 -l pool=web
 
@@ -108,7 +122,8 @@ Exit codes: 0 all images on all selected nodes, 1 some failed, 2 bad input
 	f.StringVar(&o.RuntimeEndpoint, "runtime-endpoint", "", "CRI socket on every node (unix:///…); default: discovered per node")
 	f.StringArrayVar(&o.PullSecrets, "pull-secret", nil, "name of a kubernetes.io/dockerconfigjson or dockercfg secret in the namespace, for private registries (repeatable)")
 	f.BoolVar(&o.NoResolve, "no-resolve", false, "do not resolve tags to digests before the run (nodes then pull whatever the tag points to)")
-	f.BoolVar(&o.Pin, "pin", false, "pin the images so kubelet's image garbage collection keeps them until unpinned (containerd 1.6.26+ / 2.x; nodes whose runtime cannot pin say so)")
+	f.StringVar(&o.Pin, "pin", "", "pin the images so kubelet's image garbage collection keeps them until unpinned (containerd 1.6.26+ / 2.x). --pin: an image that could not be pinned fails its node; --pin=best-effort: it is only reported")
+	f.Lookup("pin").NoOptDefVal = pinStrict
 	f.IntVar(&o.MaxPullsPerNode, "max-pulls-per-node", o.MaxPullsPerNode, "how many images one node pulls at once")
 	f.DurationVar(&o.ImageTimeout, "image-timeout", o.ImageTimeout, "time limit per image on a node, retries included")
 	o.addFlags(f)
@@ -146,6 +161,13 @@ func (o *ImagesOptions) Validate() error {
 	case o.ImageTimeout <= 0:
 		return cmdutil.BadInputf("--image-timeout must be a positive duration such as 5m, got %s", o.ImageTimeout)
 	}
+	switch o.Pin {
+	case "", "false":
+		o.Pin = ""
+	case pinStrict, pinBestEffort:
+	default:
+		return cmdutil.BadInputf(`--pin must be given alone (pin, and fail an image that cannot be pinned) or as --pin=best-effort (pin where the runtime can, report the rest), got %q`, o.Pin)
+	}
 	if o.RuntimeEndpoint != "" {
 		if _, _, err := plan.RuntimeSocket(&corev1.Node{}, o.RuntimeEndpoint); err != nil {
 			return cmdutil.BadInput(err)
@@ -169,7 +191,10 @@ func (o *ImagesOptions) Run(ctx context.Context) error {
 		return err
 	}
 	if !o.NoResolve && len(p.Tasks) > 0 {
-		digests := o.resolveAll(ctx, keyring)
+		digests, err := o.resolveAll(ctx, keyring)
+		if err != nil {
+			return err
+		}
 		for ti := range p.Tasks {
 			for ii := range p.Tasks[ti].Items {
 				p.Tasks[ti].Items[ii].ExpectedDigest = digests[p.Tasks[ti].Items[ii].Ref]
@@ -177,7 +202,7 @@ func (o *ImagesOptions) Run(ctx context.Context) error {
 		}
 	}
 	spec := o.jobSpec()
-	spec.MaxPullsPerNode, spec.ImageTimeout, spec.PullSecrets, spec.Pin = o.MaxPullsPerNode, o.ImageTimeout, secrets, o.Pin
+	spec.MaxPullsPerNode, spec.ImageTimeout, spec.PullSecrets, spec.Pin = o.MaxPullsPerNode, o.ImageTimeout, secrets, o.Pin != ""
 	var njs []run.NodeJob
 	for _, t := range p.Tasks {
 		nj := run.NodeJob{Node: t.Node, Job: jobs.ForTask(t, spec)}
@@ -196,6 +221,11 @@ func (o *ImagesOptions) Run(ctx context.Context) error {
 	return o.finish(out)
 }
 
+const (
+	pinStrict     = "true"
+	pinBestEffort = "best-effort"
+)
+
 // results turns node results and skips into report rows.
 func (o *ImagesOptions) results(p *plan.Plan, njs []run.NodeJob, nrs []run.NodeResult) []report.Result {
 	var out []report.Result
@@ -206,9 +236,20 @@ func (o *ImagesOptions) results(p *plan.Plan, njs []run.NodeJob, nrs []run.NodeR
 				Node: nr.Node, Image: nj.Images[j], Status: it.Status, Digest: it.Digest, ExpectedDigest: nj.Expected[j],
 				SizeBytes: it.SizeBytes, DurationSeconds: float64(it.DurationMs) / 1000, Attempts: it.Attempts, Pinned: it.Pinned, Message: it.Message,
 			}
+			// The promise is "every image, with the resolved bytes, on every
+			// selected node" (and pinned, when --pin asks for it): anything
+			// less fails the item, so the run exits 1.
 			if res.Status.Succeeded() && res.ExpectedDigest != "" && res.Digest != "" && res.Digest != res.ExpectedDigest {
 				res.DigestMismatch = true
+				res.Status = report.StatusFailed
 				res.Message = strings.TrimSpace(fmt.Sprintf("node holds %s, %s was resolved before the run (did the tag move?) %s", res.Digest, res.ExpectedDigest, res.Message))
+			}
+			if res.Status.Succeeded() && o.Pin == pinStrict && !res.Pinned {
+				res.Status = report.StatusFailed
+				if !strings.Contains(res.Message, "not pinned") {
+					res.Message = strings.TrimSpace("not pinned " + res.Message)
+				}
+				res.Message += " (--pin=best-effort accepts this)"
 			}
 			out = append(out, res)
 		}
@@ -245,10 +286,12 @@ func (o *ImagesOptions) readPullSecrets(ctx context.Context) ([]jobs.PullSecret,
 
 // resolveAll resolves every image's digest once, 8 at a time. Images that
 // cannot be resolved from here (a registry only the nodes reach, a private
-// one without a secret) are pulled by tag, with a warning.
-func (o *ImagesOptions) resolveAll(ctx context.Context, k *registryauth.Keyring) map[string]string {
+// one without a secret) are pulled by tag, with a warning. An image the
+// registry says does not exist fails the run before anything is created.
+func (o *ImagesOptions) resolveAll(ctx context.Context, k *registryauth.Keyring) (map[string]string, error) {
 	kc := k.Keychain(authn.DefaultKeychain)
 	out := make(map[string]string, len(o.images))
+	var missing []string
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 8)
@@ -264,14 +307,42 @@ func (o *ImagesOptions) resolveAll(ctx context.Context, k *registryauth.Keyring)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
-				fmt.Fprintf(o.ErrOut, "warning: cannot resolve %s to a digest from here (%v); nodes will pull the tag as it is when they pull\n", img, shortErr(err))
+				if isManifestUnknown(err) {
+					missing = append(missing, fmt.Sprintf("  %s: %s", img, shortErr(err)))
+					return
+				}
+				fmt.Fprintf(o.ErrOut, "warning: cannot resolve %s to a digest from here (%v); nodes will ask the registry for the tag when they pull\n", img, shortErr(err))
 				return
 			}
 			out[img] = d
 		}()
 	}
 	wg.Wait()
-	return out
+	if ctx.Err() != nil {
+		return nil, &cmdutil.ExitError{Code: cmdutil.ExitInterrupted, Err: errors.New("interrupted before any Job was created")}
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		return nil, cmdutil.BadInputf("the registry says these images do not exist:\n%s\nfix the names or tags; if the nodes pull through a mirror that has them and this machine cannot see it, pass --no-resolve", strings.Join(missing, "\n"))
+	}
+	return out, nil
+}
+
+// isManifestUnknown says whether the registry answered definitively that
+// the image (its tag or repository) does not exist — not "cannot reach"
+// or "not authorised", which stay warnings.
+func isManifestUnknown(err error) bool {
+	var te *transport.Error
+	if !errors.As(err, &te) {
+		return false
+	}
+	for _, d := range te.Errors {
+		if d.Code == transport.ManifestUnknownErrorCode {
+			return true
+		}
+	}
+	// HEAD answers carry no body: a bare 404 from the manifests endpoint.
+	return te.StatusCode == http.StatusNotFound && len(te.Errors) == 0
 }
 
 func resolveDigest(ctx context.Context, ref string, kc authn.Keychain) (string, error) {

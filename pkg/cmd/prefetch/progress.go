@@ -75,6 +75,10 @@ func (p *progress) line(s string) {
 func (p *progress) Event(ev run.Event) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if ev.Type == run.EventWarning {
+		p.line("warning: " + ev.Message)
+		return
+	}
 	if ev.Type != run.EventFinished {
 		if p.mode == "plain" && ev.Type == run.EventCreated {
 			fmt.Fprintf(p.w, "[%d/%d] %s: job created\n", ev.Done, ev.Total, ev.Node)
@@ -92,7 +96,9 @@ func (p *progress) Event(ev run.Event) {
 		if ev.Failed > 0 {
 			p.line(fmt.Sprintf("%s: %s", ev.Node, status))
 		}
-		p.bar.Add(1)
+		if p.bar != nil {
+			p.bar.Add(1)
+		}
 	}
 }
 

@@ -1,0 +1,232 @@
+package run
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coral-dev/coral/pkg/jobs"
+	"github.com/coral-dev/coral/pkg/report"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+	k8stesting "k8s.io/client-go/testing"
+)
+
+// Kubelet retries pulling the worker image: one ErrImagePull must not fail
+// the node when the next try works.
+func TestRunWorkerImagePullHiccupIsRetried(t *testing.T) {
+	c := newClient()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	k := &kubelet{client: c, behave: func(node string, pod *corev1.Pod) bool {
+		pod.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: jobs.ContainerName, Image: "w:1", State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ErrImagePull", Message: "503 Service Unavailable"}}}}
+		if _, err := c.CoreV1().Pods(ns).UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
+			return false
+		}
+		time.Sleep(300 * time.Millisecond) // kubelet's back-off, then it works
+		succeed(pod, []string{"a:1", "b:2"}, report.StatusPulled)
+		return true
+	}}
+	k.start(t, ctx)
+	e := &Engine{Client: c, Namespace: ns, RunID: "h1", MaxInFlight: 2, NodeTimeout: 10 * time.Second, WorkerStartGrace: 5 * time.Second}
+	res, _, err := e.Run(ctx, nodeJobs("h1", "n1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := res[0].Items[0].Status; st != report.StatusPulled {
+		t.Fatalf("got %s %q: a first ErrImagePull of the worker must not fail the node", st, res[0].Items[0].Message)
+	}
+}
+
+// An invalid worker image name cannot get better by retrying: it fails at once.
+func TestRunInvalidWorkerImageFailsAtOnce(t *testing.T) {
+	c := newClient()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	k := &kubelet{client: c, behave: func(node string, pod *corev1.Pod) bool {
+		pod.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: jobs.ContainerName, Image: "w::1", State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "InvalidImageName", Message: "bad"}}}}
+		return true
+	}}
+	k.start(t, ctx)
+	e := &Engine{Client: c, Namespace: ns, RunID: "h2", MaxInFlight: 2, NodeTimeout: time.Minute}
+	start := time.Now()
+	res, _, _ := e.Run(ctx, nodeJobs("h2", "n1"))
+	if m := res[0].Items[0].Message; res[0].Items[0].Status != report.StatusFailed || !strings.Contains(m, "--worker-image") {
+		t.Fatalf("got %+v", res[0].Items[0])
+	}
+	if time.Since(start) > 10*time.Second {
+		t.Error("InvalidImageName waited for the grace period")
+	}
+}
+
+// Nothing reaches OnEvent after Run returned (the progress printer is gone
+// by then), even when pods keep changing.
+func TestRunNoEventAfterReturn(t *testing.T) {
+	c := newClient()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	k := &kubelet{client: c, behave: func(node string, pod *corev1.Pod) bool {
+		succeed(pod, []string{"a:1", "b:2"}, report.StatusPulled)
+		return true
+	}}
+	k.start(t, ctx)
+	var mu sync.Mutex
+	returned := false
+	late := 0
+	e := &Engine{Client: c, Namespace: ns, RunID: "h3", MaxInFlight: 3, NodeTimeout: 10 * time.Second, KeepJobs: true,
+		OnEvent: func(Event) {
+			time.Sleep(20 * time.Millisecond) // a slow terminal
+			mu.Lock()
+			if returned {
+				late++
+			}
+			mu.Unlock()
+		}}
+	if _, _, err := e.Run(ctx, nodeJobs("h3", "n1", "n2", "n3")); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	returned = true
+	mu.Unlock()
+	pods, _ := c.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		p.Status.Phase = corev1.PodSucceeded
+		c.CoreV1().Pods(ns).UpdateStatus(ctx, p, metav1.UpdateOptions{})
+		c.CoreV1().Pods(ns).Delete(ctx, p.Name, metav1.DeleteOptions{})
+	}
+	time.Sleep(300 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	if late != 0 {
+		t.Errorf("%d events delivered after Run returned", late)
+	}
+}
+
+// Pods mode: the worker pods are created directly, owned by the run's
+// Lease; the cleanup removes the pods and the Lease.
+func TestRunPodsModeOwnedByLease(t *testing.T) {
+	c := newClient()
+	c.PrependReactor("delete-collection", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		dc := a.(k8stesting.DeleteCollectionAction)
+		sel, _ := labels.Parse(dc.GetListRestrictions().Labels.String())
+		list, _ := c.Tracker().List(corev1.SchemeGroupVersion.WithResource("pods"), corev1.SchemeGroupVersion.WithKind("Pod"), dc.GetNamespace())
+		for _, p := range list.(*corev1.PodList).Items {
+			if sel.Matches(labels.Set(p.Labels)) {
+				c.Tracker().Delete(corev1.SchemeGroupVersion.WithResource("pods"), p.Namespace, p.Name)
+			}
+		}
+		return true, nil, nil
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w, err := c.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var owners sync.Map
+	go func() {
+		for ev := range w.ResultChan() {
+			if ev.Type != watch.Added {
+				continue
+			}
+			pod := ev.Object.(*corev1.Pod).DeepCopy()
+			owners.Store(pod.Name, pod.OwnerReferences)
+			if pod.Spec.ActiveDeadlineSeconds == nil {
+				t.Errorf("pod %s has no deadline", pod.Name)
+			}
+			succeed(pod, []string{"a:1", "b:2"}, report.StatusPulled)
+			c.CoreV1().Pods(ns).UpdateStatus(ctx, pod, metav1.UpdateOptions{})
+		}
+	}()
+	e := &Engine{Client: c, Namespace: ns, RunID: "p1", Mode: ModePods, MaxInFlight: 2, NodeTimeout: 10 * time.Second}
+	res, _, err := e.Run(ctx, nodeJobs("p1", "n1", "n2", "n3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res {
+		if r.Items[0].Status != report.StatusPulled {
+			t.Errorf("%s: %+v", r.Node, r.Items[0])
+		}
+	}
+	if n := remainingJobs(t, c); n != 0 {
+		t.Errorf("pods mode created %d Jobs", n)
+	}
+	n := 0
+	owners.Range(func(k, v any) bool {
+		n++
+		refs := v.([]metav1.OwnerReference)
+		if len(refs) != 1 || refs[0].Kind != "Lease" || refs[0].Name != LeaseName("p1") {
+			t.Errorf("pod %s owners %+v, want the run's Lease", k, refs)
+		}
+		return true
+	})
+	if n != 3 {
+		t.Errorf("%d pods created, want 3", n)
+	}
+	pods, _ := c.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	leases, _ := c.CoordinationV1().Leases(ns).List(ctx, metav1.ListOptions{})
+	if len(pods.Items) != 0 || len(leases.Items) != 0 {
+		t.Errorf("left behind: %d pods, %d leases", len(pods.Items), len(leases.Items))
+	}
+}
+
+// Jobs are owned by the run's Lease, which is labelled for gc and removed
+// at the end.
+func TestRunJobsOwnedByLease(t *testing.T) {
+	c := newClient()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var sawLease bool
+	k := &kubelet{client: c, behave: func(node string, pod *corev1.Pod) bool {
+		l, err := c.CoordinationV1().Leases(ns).Get(ctx, LeaseName("o1"), metav1.GetOptions{})
+		sawLease = err == nil && l.Labels[jobs.LabelRunID] == "o1" && l.Labels[jobs.LabelManagedBy] == "kubectl-coral" && *l.Spec.HolderIdentity == "me"
+		succeed(pod, []string{"a:1", "b:2"}, report.StatusPulled)
+		return true
+	}}
+	k.start(t, ctx)
+	c.PrependReactor("create", "jobs", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		refs := a.(k8stesting.CreateAction).GetObject().(metav1.Object).GetOwnerReferences()
+		if len(refs) != 1 || refs[0].Name != LeaseName("o1") {
+			t.Errorf("Job owners %+v", refs)
+		}
+		return false, nil, nil
+	})
+	e := &Engine{Client: c, Namespace: ns, RunID: "o1", MaxInFlight: 2, NodeTimeout: 10 * time.Second, Holder: "me"}
+	if _, _, err := e.Run(ctx, nodeJobs("o1", "n1")); err != nil {
+		t.Fatal(err)
+	}
+	if !sawLease {
+		t.Error("no labelled Lease with the holder while the run went on")
+	}
+	if l, _ := c.CoordinationV1().Leases(ns).List(ctx, metav1.ListOptions{}); len(l.Items) != 0 {
+		t.Error("the run's Lease is left behind")
+	}
+}
+
+// The queue widens only while workers finish far faster than the control
+// plane makes them, and never past MaxInFlight+MaxQueued.
+func TestLearnWidensOnlyForABackloggedControlPlane(t *testing.T) {
+	for _, tc := range []struct {
+		wait, work time.Duration
+		want       int
+	}{
+		{200 * time.Millisecond, 30 * time.Second, 10}, // big pulls: strict cap
+		{500 * time.Millisecond, 500 * time.Millisecond, 10},
+		{5 * time.Second, 500 * time.Millisecond, 100},  // backlogged Job controller
+		{60 * time.Second, 10 * time.Millisecond, 1010}, // capped by MaxQueued
+	} {
+		r := &runner{e: &Engine{MaxInFlight: 10, MaxQueued: 1000}, window: 10}
+		for range 50 {
+			r.learn(tc.wait, tc.work)
+		}
+		if r.window != tc.want {
+			t.Errorf("wait %s work %s: window %d, want %d", tc.wait, tc.work, r.window, tc.want)
+		}
+	}
+}

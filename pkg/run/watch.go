@@ -1,0 +1,249 @@
+package run
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/coral-dev/coral/pkg/jobs"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/tools/cache"
+)
+
+// watch starts the run's watches: the pods with the run's label and, in
+// jobs mode, FailedCreate events in the namespace (why the Job controller
+// cannot make a pod). One list and one watch per kind for the whole run:
+// nothing is polled or listed per node. It returns once both are synced,
+// or when ctx (the user's) is cancelled.
+func (r *runner) watch(ctx, watchCtx context.Context) error {
+	var watchErr struct {
+		sync.Mutex
+		err error
+	}
+	onErr := func(_ *cache.Reflector, err error) {
+		watchErr.Lock()
+		watchErr.err = err
+		watchErr.Unlock()
+	}
+	pods := informers.NewSharedInformerFactoryWithOptions(r.e.Client, 0,
+		informers.WithNamespace(r.e.Namespace),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = jobs.RunSelector(r.e.RunID) }))
+	podInf := pods.Core().V1().Pods().Informer()
+	// Keep only what the engine reads: a run's memory must not grow with
+	// whole pod objects.
+	_ = podInf.SetTransform(slimPod)
+	_ = podInf.SetWatchErrorHandler(onErr)
+	if _, err := podInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { r.onPod(watchCtx, obj, false) },
+		UpdateFunc: func(_, obj any) { r.onPod(watchCtx, obj, false) },
+		DeleteFunc: func(obj any) {
+			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = d.Obj
+			}
+			r.onPod(watchCtx, obj, true)
+		},
+	}); err != nil {
+		return err
+	}
+	synced := []cache.InformerSynced{podInf.HasSynced}
+	pods.Start(watchCtx.Done())
+
+	if r.e.Mode != ModePods {
+		evs := informers.NewSharedInformerFactoryWithOptions(r.e.Client, 0,
+			informers.WithNamespace(r.e.Namespace),
+			informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+				o.FieldSelector = fields.Set{"involvedObject.kind": "Job", "reason": "FailedCreate"}.AsSelector().String()
+			}))
+		evInf := evs.Core().V1().Events().Informer()
+		_ = evInf.SetWatchErrorHandler(func(*cache.Reflector, error) {}) // optional: reading events may be forbidden
+		if _, err := evInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    r.onEvent,
+			UpdateFunc: func(_, obj any) { r.onEvent(obj) },
+		}); err != nil {
+			return err
+		}
+		evs.Start(watchCtx.Done())
+		// Not waited for: events only explain, and a user without access to
+		// them still gets a run.
+	}
+
+	syncCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if !cache.WaitForCacheSync(syncCtx.Done(), synced...) {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		watchErr.Lock()
+		err := watchErr.err
+		watchErr.Unlock()
+		msg := fmt.Sprintf("watching pods in namespace %q: the watch did not start within 30s", r.e.Namespace)
+		if err != nil {
+			msg += ": " + err.Error()
+			if apierrors.IsForbidden(err) {
+				msg += fmt.Sprintf(" (Coral needs list and watch on pods in namespace %q: see the RBAC section of the README)", r.e.Namespace)
+			}
+		}
+		return fmt.Errorf("%s", msg)
+	}
+	return nil
+}
+
+// slimPod drops what the engine never reads from a cached pod.
+func slimPod(obj any) (any, error) {
+	pod, ok := obj.(*corev1.Pod)
+	if !ok {
+		return obj, nil
+	}
+	slim := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: pod.Name, Namespace: pod.Namespace, UID: pod.UID, ResourceVersion: pod.ResourceVersion,
+			Annotations: map[string]string{jobs.AnnotationNode: pod.Annotations[jobs.AnnotationNode]},
+		},
+		Spec: corev1.PodSpec{NodeName: pod.Spec.NodeName},
+		Status: corev1.PodStatus{
+			Phase: pod.Status.Phase, Reason: pod.Status.Reason, Message: pod.Status.Message,
+		},
+	}
+	for _, cs := range pod.Status.ContainerStatuses {
+		if cs.Name == jobs.ContainerName {
+			slim.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: cs.Name, Image: cs.Image, State: cs.State}}
+		}
+	}
+	return slim, nil
+}
+
+func (r *runner) onEvent(obj any) {
+	ev, ok := obj.(*corev1.Event)
+	if !ok || ev.Reason != "FailedCreate" {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, st := range r.order { // by name: events carry no run label
+		if st.jobName == ev.InvolvedObject.Name && !st.done && st.podSeen.IsZero() {
+			st.createErr = ev.Message
+			return
+		}
+	}
+}
+
+// onPod is the pod watch's handler. It never blocks: decoding is pure, and
+// an overflowed report's log is read on a goroutine of its own.
+func (r *runner) onPod(ctx context.Context, obj any, deleted bool) {
+	pod, ok := obj.(*corev1.Pod)
+	if !ok {
+		return
+	}
+	node := pod.Annotations[jobs.AnnotationNode]
+	if node == "" {
+		node = pod.Spec.NodeName
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := r.states[node]
+	if st == nil || st.done || st.reading || r.closed {
+		return
+	}
+	if st.podSeen.IsZero() && !st.created.IsZero() {
+		st.podSeen = time.Now()
+		r.queued--
+		r.inFlight++
+		r.signal()
+	}
+	st.podName = pod.Name
+	out := readPod(pod, st.images, st.expected)
+	switch {
+	case out.needLog:
+		st.reading = true
+		r.readers.Add(1)
+		go r.readFullReport(ctx, st, pod.Name, out)
+		return
+	case out.final:
+		r.finishLocked(st, out.result(st.node))
+		return
+	case deleted:
+		r.finishLocked(st, failAll(st, "the worker pod was deleted before it reported (was the node removed or drained?)"))
+		return
+	}
+	if out.waiting != "" {
+		if st.waiting == "" {
+			st.waitSince = time.Now()
+		}
+		st.waiting = out.waiting
+		if out.waitingFinal {
+			r.finishLocked(st, failAll(st, out.waiting))
+		}
+		return
+	}
+	st.waiting = ""
+	if pod.Status.Phase == corev1.PodRunning && !st.running {
+		st.running = true
+		r.emitLocked(Event{Type: EventRunning, Node: node})
+	}
+}
+
+// readFullReport reads an overflowed report from the worker's log, bounded
+// in number and time, on the run's context, and then finishes the node.
+func (r *runner) readFullReport(ctx context.Context, st *nodeState, pod string, out podOutcome) {
+	defer r.readers.Done()
+	select {
+	case r.logSem <- struct{}{}:
+		defer func() { <-r.logSem }()
+	case <-ctx.Done():
+	}
+	res := out.result(st.node)
+	if ctx.Err() == nil {
+		lctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		res = r.withFullReport(lctx, pod, st, out)
+		cancel()
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st.reading = false
+	r.finishLocked(st, res)
+}
+
+// lastWarning returns the newest Warning event's reason and message for an
+// object, or "".
+func (r *runner) lastWarning(ctx context.Context, kind, name string) string {
+	if name == "" {
+		return ""
+	}
+	sel := fields.Set{"involvedObject.kind": kind, "involvedObject.name": name}.AsSelector().String()
+	evs, err := r.e.Client.CoreV1().Events(r.e.Namespace).List(ctx, metav1.ListOptions{FieldSelector: sel})
+	if err != nil {
+		return ""
+	}
+	var best *corev1.Event
+	for i := range evs.Items {
+		ev := &evs.Items[i]
+		if ev.Type != corev1.EventTypeWarning || uninformative[ev.Reason] {
+			continue
+		}
+		if best == nil || eventTime(ev).After(eventTime(best)) {
+			best = ev
+		}
+	}
+	if best == nil {
+		return ""
+	}
+	return best.Reason + ": " + best.Message
+}
+
+// uninformative warnings say nothing about why a worker did not report.
+var uninformative = map[string]bool{"MissingClusterDNS": true, "DNSConfigForming": true}
+
+func eventTime(ev *corev1.Event) time.Time {
+	if !ev.LastTimestamp.IsZero() {
+		return ev.LastTimestamp.Time
+	}
+	if !ev.EventTime.IsZero() {
+		return ev.EventTime.Time
+	}
+	return ev.CreationTimestamp.Time
+}
