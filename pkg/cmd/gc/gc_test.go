@@ -259,7 +259,7 @@ func newOptions(objs ...runtime.Object) (*Options, *fake.Clientset, *bytes.Buffe
 	return o, client, out, errb
 }
 
-func run(t *testing.T, o *Options) error {
+func gcRun(t *testing.T, o *Options) error {
 	t.Helper()
 	if err := o.Complete(nil, nil); err != nil {
 		return err
@@ -321,7 +321,7 @@ func TestRunDeletesWhatCrashedRunsLeft(t *testing.T) {
 		deletes = append(deletes, a.GetResource().Resource+"/"+a.GetNamespace()+"/"+d.GetName())
 		return false, nil, nil
 	})
-	if err := run(t, o); err != nil {
+	if err := gcRun(t, o); err != nil {
 		t.Fatalf("gc: %v\n%s", err, errb)
 	}
 	want := []string{"leases/ns/coral-run-dead", "jobs/ns/coral-old-n1"}
@@ -357,7 +357,7 @@ func TestRunDeletesWhatCrashedRunsLeft(t *testing.T) {
 func TestRunAllNamespacesNameOutput(t *testing.T) {
 	o, c, out, _ := newOptions(fixture()...)
 	o.AllNamespaces, o.Output = true, "name"
-	if err := run(t, o); err != nil {
+	if err := gcRun(t, o); err != nil {
 		t.Fatal(err)
 	}
 	want := "lease.coordination.k8s.io/coral-run-dead\nlease.coordination.k8s.io/coral-run-dead\njob.batch/coral-old-n1\n"
@@ -377,7 +377,7 @@ func TestRunDryRunDeletesNothing(t *testing.T) {
 	o, c, out, errb := newOptions(fixture()...)
 	o.DryRun = "client"
 	before := remaining(t, c)
-	if err := run(t, o); err != nil {
+	if err := gcRun(t, o); err != nil {
 		t.Fatal(err)
 	}
 	if after := remaining(t, c); strings.Join(after, ",") != strings.Join(before, ",") {
@@ -399,7 +399,7 @@ func TestRunServerDryRunSendsDryRunDeletes(t *testing.T) {
 		}
 		return true, nil, nil // the server persists nothing
 	})
-	if err := run(t, o); err != nil {
+	if err := gcRun(t, o); err != nil {
 		t.Fatal(err)
 	}
 	if n != 2 {
@@ -409,7 +409,7 @@ func TestRunServerDryRunSendsDryRunDeletes(t *testing.T) {
 
 func TestRunNothingToCollect(t *testing.T) {
 	o, _, out, errb := newOptions(lease("ns", "live", time.Second, runLabels("live")))
-	if err := run(t, o); err != nil {
+	if err := gcRun(t, o); err != nil {
 		t.Fatal(err)
 	}
 	if out.Len() != 0 || !strings.Contains(errb.String(), `nothing to collect in namespace "ns"`) {
@@ -424,7 +424,7 @@ func TestRunLeaseRenewedMeanwhileIsKept(t *testing.T) {
 		return true, nil, apierrors.NewConflict(schema.GroupResource{Group: "coordination.k8s.io", Resource: "leases"}, "coral-run-slow",
 			errorString("Precondition failed: ResourceVersion in precondition: 7, ResourceVersion in object meta: 8"))
 	})
-	if err := run(t, o); err != nil {
+	if err := gcRun(t, o); err != nil {
 		t.Fatal(err)
 	}
 	if out.Len() != 0 || !strings.Contains(errb.String(), "its Lease was renewed while gc ran") {
@@ -437,7 +437,7 @@ func TestRunDeleteErrorsExit1(t *testing.T) {
 	c.PrependReactor("delete", "jobs", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, apierrors.NewForbidden(schema.GroupResource{Group: "batch", Resource: "jobs"}, a.(k8stesting.DeleteAction).GetName(), errorString("no"))
 	})
-	err := run(t, o)
+	err := gcRun(t, o)
 	if cmdutil.Code(err) != cmdutil.ExitFailed || !strings.Contains(err.Error(), "RBAC") {
 		t.Errorf("err = %v (code %d), want exit 1 with an RBAC hint", err, cmdutil.Code(err))
 	}
@@ -454,7 +454,7 @@ func TestRunListErrorExit1(t *testing.T) {
 	c.PrependReactor("list", "leases", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, apierrors.NewForbidden(schema.GroupResource{Group: "coordination.k8s.io", Resource: "leases"}, "", errorString("no"))
 	})
-	err := run(t, o)
+	err := gcRun(t, o)
 	if cmdutil.Code(err) != cmdutil.ExitFailed || !strings.Contains(err.Error(), "listing Leases") {
 		t.Errorf("err = %v (code %d)", err, cmdutil.Code(err))
 	}
@@ -471,7 +471,7 @@ func TestValidate(t *testing.T) {
 	} {
 		o, c, _, _ := newOptions(fixture()...)
 		tt.set(o)
-		err := run(t, o)
+		err := gcRun(t, o)
 		if cmdutil.Code(err) != cmdutil.ExitBadInput || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("err = %v, want exit 2 naming %s", err, tt.want)
 		}

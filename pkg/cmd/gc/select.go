@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/coral-dev/coral/pkg/jobs"
+	"github.com/coral-dev/coral/pkg/run"
 	batchv1 "k8s.io/api/batch/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -19,14 +20,16 @@ import (
 // Jobs, renewed while the plugin runs. Every Job (and directly created pod)
 // of the run has an ownerReference to it, so deleting the Lease lets the
 // garbage collector remove the run.
-const (
-	LeasePrefix = "coral-run-"
-	// ManagedBy is the managed-by label of what the plugin creates. The
-	// controller labels its own objects "coral-controller": gc never selects them.
-	ManagedBy = "kubectl-coral"
+var (
+	// LeasePrefix starts the name of every run's Lease.
+	LeasePrefix = run.LeaseName("")
 	// DefaultLeaseDuration is assumed for a Lease that carries no duration.
-	DefaultLeaseDuration = 90 * time.Second
+	DefaultLeaseDuration = run.LeaseDuration
 )
+
+// ManagedBy is the managed-by label of what the plugin creates. The
+// controller labels its own objects "coral-controller": gc never selects them.
+const ManagedBy = "kubectl-coral"
 
 // Selector selects every object a one-shot run of the plugin creates.
 var Selector = jobs.LabelManagedBy + "=" + ManagedBy
