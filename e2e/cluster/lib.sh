@@ -454,7 +454,7 @@ stop_daemon() {
   deadline=$((SECONDS + grace))
   while ours "$pid"; do
     if [ "$SECONDS" -ge "$deadline" ]; then
-      warn "$name (pid $pid) still runs ${grace}s after SIG$sig; sending SIGKILL"
+      log "$name (pid $pid) still runs ${grace}s after SIG$sig; sending SIGKILL"
       kill -KILL "$pid" 2>/dev/null || true
       deadline=$((SECONDS + 30))
     fi

@@ -11,7 +11,7 @@
 #                                  the node is registered (it re-registers a deleted Node),
 #                                  annotated as up.sh does, and Ready
 #   node.sh restart-kubelet NODE
-#   node.sh stop-apiserver         SIGTERM kube-apiserver (SIGKILL after 20s)
+#   node.sh stop-apiserver         SIGTERM kube-apiserver (SIGKILL after 5s)
 #   node.sh start-apiserver        start it again with the same command line (same port,
 #                                  certificates, flags) and wait for /readyz
 #   node.sh restart-apiserver
@@ -94,7 +94,9 @@ start_kubelet() {
 
 apiserver_ready() { [ "$(curl -sk --max-time 2 "https://127.0.0.1:$1/readyz")" = ok ]; }
 
-stop_apiserver() { stop_daemon kube-apiserver TERM 20; }
+# kube-apiserver closes its port within a second of SIGTERM, then may take
+# 20s and more to finish shutting down: it gets 5s.
+stop_apiserver() { stop_daemon kube-apiserver TERM 5; }
 
 start_apiserver() {
   local port
