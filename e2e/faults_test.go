@@ -152,6 +152,12 @@ func TestFaultNodeDeletedMidRun(t *testing.T) {
 	if strings.Contains(r.Message, "--timeout") {
 		t.Errorf("%s failed at its timeout (%q), not when its pod was deleted with its Node", victim, r.Message)
 	}
+	// The pod garbage collector says why on the pod (condition
+	// DisruptionTarget, "PodGC: node no longer exists"): the user should
+	// learn that the node went away, not that the container never ran.
+	if !strings.Contains(strings.ToLower(r.Message), "node") || strings.Contains(r.Message, "before its container ran") {
+		t.Errorf("%s: message %q does not say that its node went away", victim, r.Message)
+	}
 	for _, n := range c.nodes {
 		if n != victim {
 			expectStatus(t, res.report, n, img, report.StatusPulled)
