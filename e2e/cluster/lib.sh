@@ -432,3 +432,112 @@ cluster_down() {
     rm -rf --one-file-system "$CLUSTER_DIR"
   fi
 }
+
+# ---- faults (node.sh) ---------------------------------------------------------
+# node.sh stops and starts single daemons of a running cluster for fault tests.
+# A daemon it stops is started again with exactly the command line it had
+# (same ports, certificates, flags), recorded in pids/NAME.argv.
+
+daemon_argv_file() { echo "$CLUSTER_DIR/pids/$1.argv"; }
+
+# stop_daemon NAME SIGNAL [GRACE_S]: records NAME's command line, sends it
+# SIGNAL and waits until it is gone; after GRACE_S (default 20) it gets SIGKILL.
+stop_daemon() {
+  local name=$1 sig=$2 grace=${3:-20} pid deadline
+  if ! daemon_alive "$name"; then
+    log "$name is not running"
+    return 0
+  fi
+  pid=$(daemon_pid "$name")
+  cp "/proc/$pid/cmdline" "$(daemon_argv_file "$name")"
+  kill -"$sig" "$pid"
+  deadline=$((SECONDS + grace))
+  while ours "$pid"; do
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      log "$name (pid $pid) still runs ${grace}s after SIG$sig; sending SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      deadline=$((SECONDS + 30))
+    fi
+    sleep 0.1
+  done
+  log "stopped $name (pid $pid, SIG$sig)"
+}
+
+# restart_daemon_recorded NAME: starts NAME again from the command line
+# stop_daemon recorded; a no-op when it runs.
+restart_daemon_recorded() {
+  local name=$1 f argv=()
+  if daemon_alive "$name"; then
+    log "$name is already running"
+    return 0
+  fi
+  f=$(daemon_argv_file "$name")
+  [ -s "$f" ] || die "no recorded command line for $name ($f): only what node.sh stopped can be started by it; run make cluster-up"
+  mapfile -d '' argv <"$f"
+  start_daemon "$name" "${argv[@]}"
+  log "started $name (pid $(daemon_pid "$name"))"
+}
+
+# flag_value FLAG NAME prints the value of --FLAG in NAME's recorded command
+# line (as "--flag value" or "--flag=value").
+flag_value() {
+  local flag=$1 f argv=() i
+  f=$(daemon_argv_file "$2")
+  mapfile -d '' argv <"$f"
+  for ((i = 0; i < ${#argv[@]}; i++)); do
+    case "${argv[i]}" in
+      "$flag") echo "${argv[i + 1]:-}" && return 0 ;;
+      "$flag="*) echo "${argv[i]#*=}" && return 0 ;;
+    esac
+  done
+  return 1
+}
+
+# wait_port_free PORT WHAT: a restarted daemon must find its port free.
+wait_port_free() {
+  local port=$1 what=$2 deadline=$((SECONDS + 30)) ports
+  while ports=$(listening_ports) && grep -qx "$port" <<<"$ports"; do
+    [ "$SECONDS" -lt "$deadline" ] || die "port $port of $what is still taken 30s after it stopped"
+    sleep 0.2
+  done
+}
+
+cluster_kubectl() {
+  local k
+  k=$(command -v kubectl 2>/dev/null) || k=$K8S_BIN/kubectl
+  "$k" --kubeconfig "$CLUSTER_DIR/kubeconfig" "$@"
+}
+
+# registry_hosts_file NODE HOST: the containerd host config of HOST on NODE.
+registry_hosts_file() { echo "$(node_dir "$1")/containerd/certs.d/$2/hosts.toml"; }
+
+# write_registry_redirect NODE HOST ENDPOINT: NODE's containerd pulls HOST's
+# images from http://ENDPOINT (e.g. a fault proxy in front of a registry).
+# containerd reads certs.d at every pull: no restart needed.
+REDIRECT_MARK="# written by node.sh set-registry-host"
+write_registry_redirect() {
+  local node=$1 host=$2 endpoint=$3 f
+  f=$(registry_hosts_file "$node" "$host")
+  mkdir -p "$(dirname "$f")"
+  # server and the one host are the same endpoint: containerd falls back to
+  # server when a host fails, which would route around the proxy.
+  cat >"$f.tmp" <<EOT
+$REDIRECT_MARK
+server = "http://$endpoint"
+
+[host."http://$endpoint"]
+  capabilities = ["pull", "resolve"]
+EOT
+  mv "$f.tmp" "$f"
+}
+
+# remove_registry_redirect NODE HOST removes what write_registry_redirect
+# wrote (never a host config of up.sh's).
+remove_registry_redirect() {
+  local f
+  f=$(registry_hosts_file "$1" "$2")
+  [ -f "$f" ] || return 0
+  [ "$(head -1 "$f")" = "$REDIRECT_MARK" ] || die "$f was not written by node.sh set-registry-host; not removing it"
+  rm -f "$f"
+  rmdir "$(dirname "$f")" 2>/dev/null || true
+}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/coral-dev/coral/pkg/cmd/cmdutil"
 	"github.com/coral-dev/coral/pkg/cmd/completion"
+	"github.com/coral-dev/coral/pkg/cmd/gc"
 	"github.com/coral-dev/coral/pkg/cmd/inject"
 	"github.com/coral-dev/coral/pkg/cmd/install"
 	"github.com/coral-dev/coral/pkg/cmd/mirror"
@@ -56,6 +57,7 @@ non-zero when anything failed:
 	root.AddCommand(prefetch.NewCmdPrefetch(flags, streams))
 	root.AddCommand(inject.NewCmdInject(flags, streams))
 	root.AddCommand(mirror.NewCmdMirror(flags, streams))
+	root.AddCommand(gc.NewCmdGC(flags, streams))
 	root.AddCommand(version.NewCmdVersion(streams))
 	root.AddCommand(install.NewCmdInstall(flags, streams), install.NewCmdUninstall(flags, streams))
 	// Ours replaces cobra's default completion command.
