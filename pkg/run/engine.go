@@ -463,6 +463,9 @@ func (r *runner) checkDeadlines(ctx context.Context) {
 	}
 	r.mu.Unlock()
 	for _, l := range timedOut {
+		if why := r.nodeDown(ctx, l.st.node); why != "" {
+			l.msg += "; " + why
+		}
 		if why := r.lastWarning(ctx, "Pod", l.pod); why != "" {
 			l.msg += ": " + why
 		}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/coral-dev/coral/pkg/jobs"
 	"github.com/coral-dev/coral/pkg/report"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -258,5 +259,34 @@ func TestRunLargeCleanupDeletesTheLease(t *testing.T) {
 	}
 	if collections != 0 || leaseDeletes != 1 {
 		t.Errorf("%d DeleteCollections, %d Lease deletes; want 0 and 1", collections, leaseDeletes)
+	}
+}
+
+func TestReadPodNodeDeletedSaysSo(t *testing.T) {
+	pod := &corev1.Pod{Status: corev1.PodStatus{Phase: corev1.PodFailed, Conditions: []corev1.PodCondition{{
+		Type: corev1.DisruptionTarget, Status: corev1.ConditionTrue, Reason: "DeletionByPodGC", Message: "PodGC: node no longer exists",
+	}}}}
+	out := readPod(pod, []string{"a:1"}, []string{""})
+	if !out.final || !strings.Contains(out.failure, "node was deleted") || strings.Contains(out.failure, "before its container ran") {
+		t.Errorf("got %+v", out)
+	}
+	slim, _ := slimPod(pod)
+	if out2 := readPod(slim.(*corev1.Pod), []string{"a:1"}, []string{""}); out2.failure != out.failure {
+		t.Errorf("the watch cache drops the disruption condition: %q", out2.failure)
+	}
+}
+
+func TestNodeDownAtTheDeadline(t *testing.T) {
+	old := metav1.NewMicroTime(time.Now().Add(-2 * time.Minute))
+	c := newClient()
+	c.Tracker().Add(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "quiet"}, Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}}})
+	c.Tracker().Add(&coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "quiet", Namespace: corev1.NamespaceNodeLease}, Spec: coordinationv1.LeaseSpec{RenewTime: &old}})
+	c.Tracker().Add(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "unknown"}, Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionUnknown, Reason: "NodeStatusUnknown", Message: "Kubelet stopped posting node status."}}}})
+	r := &runner{e: &Engine{Client: c}}
+	ctx := context.Background()
+	for node, want := range map[string]string{"quiet": "heartbeat", "unknown": "Kubelet stopped posting", "gone": "no longer exists"} {
+		if got := r.nodeDown(ctx, node); !strings.Contains(got, want) {
+			t.Errorf("%s: %q, want it to mention %q", node, got, want)
+		}
 	}
 }

@@ -78,6 +78,12 @@ func readPod(pod *corev1.Pod, images, expected []string) podOutcome {
 	switch pod.Status.Phase {
 	case corev1.PodSucceeded, corev1.PodFailed:
 		out.final = true
+		if why := disruption(pod); why != "" {
+			// The pod was stopped from outside: its node went away (PodGC),
+			// it was evicted or preempted — say that, not "never ran".
+			out.failure = "the worker pod was stopped before it reported: " + why
+			return out
+		}
 		out.failure = "the worker pod " + strings.ToLower(string(pod.Status.Phase)) + " before its container ran" + podReason(pod)
 		return out
 	}
@@ -104,6 +110,24 @@ func workerStatus(pod *corev1.Pod) *corev1.ContainerStatus {
 		}
 	}
 	return nil
+}
+
+// disruption is the reason of a pod's DisruptionTarget condition, which
+// the pod garbage collector (node deleted), eviction and preemption set.
+func disruption(pod *corev1.Pod) string {
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.DisruptionTarget && c.Status == corev1.ConditionTrue {
+			msg := c.Message
+			if msg == "" {
+				msg = c.Reason
+			}
+			if strings.Contains(msg, "node no longer exists") || c.Reason == "DeletionByPodGC" {
+				msg += " (the node was deleted)"
+			}
+			return msg
+		}
+	}
+	return ""
 }
 
 func podReason(pod *corev1.Pod) string {

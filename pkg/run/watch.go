@@ -109,6 +109,11 @@ func slimPod(obj any) (any, error) {
 			Phase: pod.Status.Phase, Reason: pod.Status.Reason, Message: pod.Status.Message,
 		},
 	}
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.DisruptionTarget {
+			slim.Status.Conditions = []corev1.PodCondition{{Type: c.Type, Status: c.Status, Reason: c.Reason, Message: c.Message}}
+		}
+	}
 	for _, cs := range pod.Status.ContainerStatuses {
 		if cs.Name == jobs.ContainerName {
 			slim.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: cs.Name, Image: cs.Image, State: cs.State}}
@@ -167,7 +172,11 @@ func (r *runner) onPod(ctx context.Context, obj any, deleted bool) {
 		r.finishLocked(st, out.result(st.node))
 		return
 	case deleted:
-		r.finishLocked(st, failAll(st, "the worker pod was deleted before it reported (was the node removed or drained?)"))
+		msg := "the worker pod was deleted before it reported (was the node removed or drained?)"
+		if why := disruption(pod); why != "" {
+			msg = "the worker pod was deleted before it reported: " + why
+		}
+		r.finishLocked(st, failAll(st, msg))
 		return
 	}
 	if out.waiting != "" {
@@ -246,4 +255,38 @@ func eventTime(ev *corev1.Event) time.Time {
 		return ev.EventTime.Time
 	}
 	return ev.CreationTimestamp.Time
+}
+
+// nodeDown says, for a node that missed its deadline, whether its kubelet
+// stopped reporting (Ready not True: the node controller marks it Unknown
+// when the kubelet's heartbeats stop) or the Node is gone. One read, once,
+// at the node's deadline.
+func (r *runner) nodeDown(ctx context.Context, name string) string {
+	n, err := r.e.Client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return "the Node no longer exists"
+	}
+	if err != nil {
+		return ""
+	}
+	for _, c := range n.Status.Conditions {
+		if c.Type != corev1.NodeReady || c.Status == corev1.ConditionTrue {
+			continue
+		}
+		since := ""
+		if !c.LastTransitionTime.IsZero() {
+			since = fmt.Sprintf(" since %s", c.LastTransitionTime.UTC().Format(time.RFC3339))
+		}
+		return fmt.Sprintf("the node is not Ready%s (%s: %s): its kubelet or runtime stopped reporting", since, c.Reason, c.Message)
+	}
+	// Ready turns Unknown only after the node monitor's grace period (about
+	// 50 s); the kubelet's heartbeat Lease, renewed every 10 s, tells sooner.
+	l, err := r.e.Client.CoordinationV1().Leases(corev1.NamespaceNodeLease).Get(ctx, name, metav1.GetOptions{})
+	if err != nil || l.Spec.RenewTime == nil {
+		return ""
+	}
+	if age := time.Since(l.Spec.RenewTime.Time); age > 30*time.Second {
+		return fmt.Sprintf("the node's kubelet has not renewed its heartbeat for %s: the kubelet is down or cut off", age.Round(time.Second))
+	}
+	return ""
 }
