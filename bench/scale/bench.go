@@ -34,6 +34,9 @@ type bench struct {
 	audit    *auditLog
 	images   []string
 	podsMode bool
+	// diskCheck: the binary has the disk preflight, which reads two kubelet
+	// endpoints per node; kwok nodes have no kubelet, so it is skipped.
+	diskCheck bool
 	work     string // scratch directory
 	results  []*runResult
 }
@@ -84,6 +87,7 @@ func newBench(ctx context.Context, c config, e *env) (*bench, error) {
 	}
 	help, _ := exec.Command(c.plugin, "prefetch", "images", "--help").CombinedOutput()
 	b.podsMode = strings.Contains(string(help), "--mode")
+	b.diskCheck = strings.Contains(string(help), "--skip-disk-check")
 	if b.work, err = os.MkdirTemp("", "coral-scale-"); err != nil {
 		return nil, err
 	}
@@ -260,8 +264,12 @@ func (b *bench) dryRun(ctx context.Context, n int, f *fates) (string, string, er
 }
 
 func (b *bench) coralCommon() []string {
-	return append([]string{"--kubeconfig", b.e.coralKubeconfig, "-n", b.e.namespace, "-l", b.e.nodeLabel + "=true",
-		"--worker-image", "registry.invalid/coral/worker:scale", "--timeout", b.c.nodeTimeout.String()}, b.c.coralArgs...)
+	args := []string{"--kubeconfig", b.e.coralKubeconfig, "-n", b.e.namespace, "-l", b.e.nodeLabel + "=true",
+		"--worker-image", "registry.invalid/coral/worker:scale", "--timeout", b.c.nodeTimeout.String()}
+	if b.diskCheck {
+		args = append(args, "--skip-disk-check")
+	}
+	return append(args, b.c.coralArgs...)
 }
 
 func (b *bench) applyPodsRBAC(ctx context.Context) error {
