@@ -37,8 +37,8 @@ type bench struct {
 	// diskCheck: the binary has the disk preflight, which reads two kubelet
 	// endpoints per node; kwok nodes have no kubelet, so it is skipped.
 	diskCheck bool
-	work     string // scratch directory
-	results  []*runResult
+	work      string // scratch directory
+	results   []*runResult
 }
 
 // runResult is one measured run: the bound or Coral, for one N, mode and round.
