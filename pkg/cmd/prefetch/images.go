@@ -28,6 +28,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -46,6 +48,12 @@ type ImagesOptions struct {
 	MaxPullsPerNode int
 	ImageTimeout    time.Duration
 	FromCluster     bool
+	// Persist names an ImagePrefetch to write for the controller instead of
+	// running Jobs here; Wait waits for it and reports like a one-shot run.
+	Persist         string
+	Wait            bool
+	WaitTimeout     time.Duration
+	RefreshInterval time.Duration
 	FromNamespace   string
 	FromContext     string
 	disk            diskCheckOptions
@@ -63,6 +71,8 @@ func NewImagesOptions(flags *genericclioptions.ConfigFlags, streams genericioopt
 	return &ImagesOptions{
 		RunOptions:      newRunOptions(flags, streams),
 		MaxPullsPerNode: 3,
+		Wait:            true,
+		WaitTimeout:     30 * time.Minute,
 		ImageTimeout:    10 * time.Minute,
 		resolve:         resolveDigest,
 	}
@@ -140,6 +150,10 @@ deleted).`,
 	f.Lookup("pin").NoOptDefVal = pinStrict
 	f.IntVar(&o.MaxPullsPerNode, "max-pulls-per-node", o.MaxPullsPerNode, "how many images one node pulls at once")
 	f.DurationVar(&o.ImageTimeout, "image-timeout", o.ImageTimeout, "time limit per image on a node, retries included")
+	f.StringVar(&o.Persist, "persist", "", "write an ImagePrefetch of this name (in -n) for the controller (kubectl coral install) instead of running Jobs here: the images stay on the selected nodes, nodes that join get them, moved tags are followed")
+	f.BoolVar(&o.Wait, "wait", o.Wait, "with --persist: wait until the controller has settled and print its report (exit codes as a one-shot run); --wait=false returns once the object is written")
+	f.DurationVar(&o.WaitTimeout, "wait-timeout", o.WaitTimeout, "with --persist: how long to wait")
+	f.DurationVar(&o.RefreshInterval, "refresh-interval", 0, "with --persist: how often the controller re-resolves tags (default: the CRD's, 1h)")
 	f.BoolVar(&o.FromCluster, "from-cluster", false, "also prefetch every image the cluster's pods and workloads run (Deployments, StatefulSets, DaemonSets, Jobs, CronJobs, …)")
 	f.StringVar(&o.FromNamespace, "from-namespace", "", "with --from-cluster: read only this namespace (default: all namespaces; -n is where the workers run)")
 	f.StringVar(&o.FromContext, "from-context", "", "with --from-cluster: read the workloads of this kubeconfig context instead of the target cluster (another cluster)")
@@ -226,6 +240,12 @@ func (o *ImagesOptions) Validate() error {
 		return cmdutil.BadInputf("no images given: name them as arguments, with -f FILE, or take them from a cluster with --from-cluster (see --help)")
 	case !o.FromCluster && (o.FromNamespace != "" || o.FromContext != ""):
 		return cmdutil.BadInputf("--from-namespace and --from-context only apply to --from-cluster")
+	case o.Persist != "" && o.DryRun != "none":
+		return cmdutil.BadInputf("--persist writes an object for the controller; it cannot be combined with --dry-run (see the object with kubectl get imageprefetch %s -o yaml)", o.Persist)
+	case o.Persist == "" && (o.RefreshInterval != 0 || !o.Wait):
+		return cmdutil.BadInputf("--refresh-interval and --wait only apply to --persist")
+	case o.Persist != "" && o.Pin == pinBestEffort:
+		return cmdutil.BadInputf("--persist takes --pin (the controller reports nodes that cannot pin as Degraded), not --pin=best-effort")
 	case o.MaxPullsPerNode <= 0:
 		return cmdutil.BadInputf("--max-pulls-per-node must be at least 1, got %d", o.MaxPullsPerNode)
 	case o.ImageTimeout <= 0:
@@ -260,6 +280,9 @@ func (o *ImagesOptions) Run(ctx context.Context) error {
 	items := make([]plan.Item, len(o.images))
 	for i, img := range o.images {
 		items[i] = plan.Item{Ref: img}
+	}
+	if o.Persist != "" {
+		return o.persist(ctx)
 	}
 	p, err := o.plan(ctx, items, o.RuntimeEndpoint, true)
 	if err != nil {
@@ -436,4 +459,47 @@ func resolveDigest(ctx context.Context, ref string, kc authn.Keychain) (string, 
 		return "", err
 	}
 	return desc.Digest.String(), nil
+}
+
+// persist writes the ImagePrefetch for the controller and, with --wait,
+// prints its report with the same exit codes as a one-shot run.
+func (o *ImagesOptions) persist(ctx context.Context) error {
+	if msgs := validation.IsDNS1123Subdomain(o.Persist); len(msgs) > 0 {
+		return cmdutil.BadInputf("--persist %q: %s", o.Persist, strings.Join(msgs, "; "))
+	}
+	cfg, err := o.configFlags.ToRESTConfig()
+	if err != nil {
+		return cmdutil.BadInput(explainKubeconfig(err))
+	}
+	cl, err := PersistClient(cfg)
+	if err != nil {
+		return cmdutil.BadInput(err)
+	}
+	rep, err := PersistImages(ctx, cl, ImagePersist{
+		PersistSettings: PersistSettings{
+			Name: o.Persist, Namespace: o.namespace, Selector: o.Selector, NodeNames: o.Nodes, IncludeUnschedulable: o.IncludeUnschedulable,
+			WorkerImage: o.WorkerImage, MaxNodesInFlight: o.MaxNodesInFlight, NodeTimeout: o.Timeout, Retries: o.Retries,
+			Wait: o.Wait, WaitTimeout: o.WaitTimeout,
+		},
+		Images: o.images, PullSecrets: o.PullSecrets, Pin: o.Pin != "", MaxPullsPerNode: o.MaxPullsPerNode,
+		ImageTimeout: o.ImageTimeout, RuntimeEndpoint: o.RuntimeEndpoint, RefreshInterval: o.RefreshInterval,
+	})
+	if rep == nil && err != nil {
+		if meta.IsNoMatchError(err) {
+			return cmdutil.BadInputf("--persist needs Coral's controller and its CRDs in the cluster: run kubectl coral install (%v)", err)
+		}
+		if ctx.Err() != nil {
+			return &cmdutil.ExitError{Code: cmdutil.ExitInterrupted, Err: fmt.Errorf("interrupted while waiting; imageprefetch/%s stays and goes on", o.Persist)}
+		}
+		return &cmdutil.ExitError{Code: cmdutil.ExitFailed, Err: fmt.Errorf("--persist %s: %w", o.Persist, err)}
+	}
+	if rep == nil {
+		fmt.Fprintf(o.ErrOut, "imageprefetch.coral.dev/%s written in namespace %s; the controller takes it from here (kubectl get imageprefetch -n %s %s)\n", o.Persist, o.namespace, o.namespace, o.Persist)
+		return nil
+	}
+	if ctx.Err() != nil {
+		_ = report.Print(o.Out, o.Output, rep, rep.PrintTable)
+		return &cmdutil.ExitError{Code: cmdutil.ExitInterrupted, Err: fmt.Errorf("interrupted while waiting; the report above is partial, and imageprefetch/%s stays and goes on", o.Persist)}
+	}
+	return o.finish(&outcome{report: rep, err: err})
 }

@@ -68,3 +68,21 @@ func TestImagesFromCluster(t *testing.T) {
 		t.Errorf("--from-context alone: %v", res.err)
 	}
 }
+
+func TestImagesPersistBadInput(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"a:1", "--persist", "web", "--dry-run=client"}, "cannot be combined with --dry-run"},
+		{[]string{"a:1", "--refresh-interval", "5m"}, "only apply to --persist"},
+		{[]string{"a:1", "--wait=false"}, "only apply to --persist"},
+		{[]string{"a:1", "--persist", "web", "--pin=best-effort"}, "not --pin=best-effort"},
+		{[]string{"a:1", "--persist", "Not_A_Name"}, `--persist "Not_A_Name"`},
+	} {
+		res := runImages(t, "", tc.args...)
+		if cmdutil.Code(res.err) != cmdutil.ExitBadInput || !strings.Contains(res.err.Error(), tc.want) || len(res.writes) != 0 {
+			t.Errorf("%v: %v (writes %v), want exit 2 with %q", tc.args, res.err, res.writes, tc.want)
+		}
+	}
+}
