@@ -175,6 +175,32 @@ func TestReconcileAgainstAPIServer(t *testing.T) {
 		return meta.IsStatusConditionTrue(ip.Status.Conditions, coralv1.ConditionReady) && ip.Status.Ready == "4/4"
 	})
 
+	// A new image: every node gets a Job for it alone, within the cap, without
+	// waiting (a Job that came and went must not keep holding its node).
+	img2 := "reg.local/tool@sha256:" + strings.Repeat("b", 64)
+	must(t, cl.Get(ctx, client.ObjectKeyFromObject(ip), ip))
+	ip.Spec.Images = append(ip.Spec.Images, img2)
+	must(t, cl.Update(ctx, ip))
+	done := map[string]bool{}
+	waitFor(t, "a Job with only the new image on each of the 4 nodes", func() bool {
+		for _, j := range listJobs(t, cl, ns) {
+			node := j.Annotations[jobs.AnnotationNode]
+			if done[node] {
+				continue
+			}
+			if args := strings.Join(j.Spec.Template.Spec.Containers[0].Args, " "); strings.Contains(args, "reg.local/app@") || !strings.Contains(args, img2) {
+				t.Fatalf("Job for %s: %s (want only the new image)", node, args)
+			}
+			finishJob(t, cl, &j, report.StatusPulled)
+			done[node] = true
+		}
+		return len(done) == 4
+	})
+	waitFor(t, "Ready 4/4 with two images", func() bool {
+		must(t, cl.Get(ctx, client.ObjectKeyFromObject(ip), ip))
+		return meta.IsStatusConditionTrue(ip.Status.Conditions, coralv1.ConditionReady) && ip.Status.ObservedGeneration == ip.Generation && ip.Status.Ready == "4/4"
+	})
+
 	// A failing node: Degraded with the worker's message, retried later, not at once.
 	addNode(t, cl, "n5", "web")
 	waitFor(t, "a Job for n5", func() bool { return len(listJobs(t, cl, ns)) == 1 })
