@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"github.com/coral-dev/coral/pkg/source"
 	"strings"
 	"sync"
 	"time"
@@ -13,8 +14,6 @@ import (
 	"github.com/coral-dev/coral/pkg/registryauth"
 	"github.com/coral-dev/coral/pkg/report"
 	"github.com/google/go-containerregistry/pkg/authn"
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -37,7 +36,7 @@ type ImagePrefetchReconciler struct {
 
 func (r *ImagePrefetchReconciler) setup(mgr ctrl.Manager) error {
 	if r.resolve == nil {
-		r.resolve = resolveDigest
+		r.resolve = source.ResolveDigest
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("imageprefetch").
@@ -249,21 +248,6 @@ func unresolved(images []coralv1.ResolvedImage) string {
 		}
 	}
 	return truncate(strings.Join(msgs, "; "), 1024)
-}
-
-func resolveDigest(ctx context.Context, ref string, kc authn.Keychain) (string, error) {
-	r, err := name.ParseReference(ref)
-	if err != nil {
-		return "", err
-	}
-	if d, ok := r.(name.Digest); ok {
-		return d.DigestStr(), nil
-	}
-	desc, err := remote.Head(r, remote.WithContext(ctx), remote.WithAuthFromKeychain(kc))
-	if err != nil {
-		return "", err
-	}
-	return desc.Digest.String(), nil
 }
 
 // durationOr is d, or def when d is unset or not positive.

@@ -2,6 +2,7 @@ package prefetch
 
 import (
 	"context"
+	"github.com/coral-dev/coral/pkg/source"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -76,7 +77,7 @@ func TestImagesDiskCheck(t *testing.T) {
 				o := NewImagesOptions(genericclioptions.NewConfigFlags(false), streams)
 				o.client = client
 				o.resolve = func(ctx context.Context, r string, kc authn.Keychain) (string, error) {
-					return resolveDigest(ctx, r, authn.DefaultKeychain)
+					return source.ResolveDigest(ctx, r, authn.DefaultKeychain)
 				}
 				o.disk.read = func(_ context.Context, nodes []string) []diskcheck.NodeDisk {
 					var out []diskcheck.NodeDisk

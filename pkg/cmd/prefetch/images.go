@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"sort"
 	"strings"
 	"sync"
@@ -19,9 +18,6 @@ import (
 	"github.com/coral-dev/coral/pkg/source"
 	"github.com/coral-dev/coral/pkg/version"
 	"github.com/google/go-containerregistry/pkg/authn"
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -74,7 +70,7 @@ func NewImagesOptions(flags *genericclioptions.ConfigFlags, streams genericioopt
 		Wait:            true,
 		WaitTimeout:     30 * time.Minute,
 		ImageTimeout:    10 * time.Minute,
-		resolve:         resolveDigest,
+		resolve:         source.ResolveDigest,
 	}
 }
 
@@ -408,7 +404,7 @@ func (o *ImagesOptions) resolveAll(ctx context.Context, k *registryauth.Keyring)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
-				if isManifestUnknown(err) {
+				if source.IsManifestUnknown(err) {
 					missing = append(missing, fmt.Sprintf("  %s: %s", img, shortErr(err)))
 					return
 				}
@@ -427,38 +423,6 @@ func (o *ImagesOptions) resolveAll(ctx context.Context, k *registryauth.Keyring)
 		return nil, cmdutil.BadInputf("the registry says these images do not exist:\n%s\nfix the names or tags; if the nodes pull through a mirror that has them and this machine cannot see it, pass --no-resolve", strings.Join(missing, "\n"))
 	}
 	return out, nil
-}
-
-// isManifestUnknown says whether the registry answered definitively that
-// the image (its tag or repository) does not exist — not "cannot reach"
-// or "not authorised", which stay warnings.
-func isManifestUnknown(err error) bool {
-	var te *transport.Error
-	if !errors.As(err, &te) {
-		return false
-	}
-	for _, d := range te.Errors {
-		if d.Code == transport.ManifestUnknownErrorCode {
-			return true
-		}
-	}
-	// HEAD answers carry no body: a bare 404 from the manifests endpoint.
-	return te.StatusCode == http.StatusNotFound && len(te.Errors) == 0
-}
-
-func resolveDigest(ctx context.Context, ref string, kc authn.Keychain) (string, error) {
-	r, err := name.ParseReference(ref)
-	if err != nil {
-		return "", err
-	}
-	if d, ok := r.(name.Digest); ok {
-		return d.DigestStr(), nil
-	}
-	desc, err := remote.Head(r, remote.WithContext(ctx), remote.WithAuthFromKeychain(kc))
-	if err != nil {
-		return "", err
-	}
-	return desc.Digest.String(), nil
 }
 
 // persist writes the ImagePrefetch for the controller and, with --wait,

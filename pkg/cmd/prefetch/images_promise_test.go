@@ -2,6 +2,7 @@ package prefetch
 
 import (
 	"context"
+	"github.com/coral-dev/coral/pkg/source"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -93,7 +94,7 @@ func TestImagesManifestUnknownIsBadInput(t *testing.T) {
 		o := NewImagesOptions(genericclioptions.NewConfigFlags(false), streams)
 		o.client = client
 		o.resolve = func(ctx context.Context, r string, kc authn.Keychain) (string, error) {
-			return resolveDigest(ctx, r, authn.DefaultKeychain)
+			return source.ResolveDigest(ctx, r, authn.DefaultKeychain)
 		}
 		return newCmdImages(o)
 	}, host+"/team/app:v1", host+"/team/app:nope", host+"/team/absent:v1")
