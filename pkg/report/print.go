@@ -1,14 +1,11 @@
 package report
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
 	"text/tabwriter"
 	"time"
-
-	"sigs.k8s.io/yaml"
 )
 
 // Formats accepted by -o.
@@ -18,59 +15,6 @@ const (
 	FormatJSON  = "json"
 	FormatYAML  = "yaml"
 )
-
-// Formats lists the -o values, for help text and validation.
-var Formats = []string{FormatWide, FormatJSON, FormatYAML, FormatName, "jsonpath=…", "go-template=…"}
-
-// ValidateFormat returns an error naming the accepted values; a template
-// that does not parse is an error here, before anything runs.
-func ValidateFormat(f string) error {
-	switch f {
-	case FormatTable, FormatWide, FormatJSON, FormatYAML, FormatName:
-		return nil
-	}
-	if isTemplate(f) {
-		_, err := templatePrinter(f)
-		return err
-	}
-	return fmt.Errorf("unknown output format %q for -o/--output: use one of %s (or leave it unset for a table)", f, strings.Join(Formats, ", "))
-}
-
-// Print writes v (a report) in the given format; tables are drawn by table.
-// json and yaml keep the report's field order (its versioned schema);
-// templates go through cli-runtime's printers; name needs a Namer.
-func Print(w io.Writer, format string, v any, table func(io.Writer, bool) error) error {
-	switch format {
-	case FormatJSON:
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(v)
-	case FormatYAML:
-		b, err := yaml.Marshal(v)
-		if err != nil {
-			return err
-		}
-		_, err = w.Write(b)
-		return err
-	case FormatTable, FormatWide:
-		return table(w, format == FormatWide)
-	case FormatName:
-		n, ok := v.(Namer)
-		if !ok {
-			return fmt.Errorf("-o name is not available here")
-		}
-		for _, s := range n.Names() {
-			if _, err := fmt.Fprintln(w, s); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	if isTemplate(format) {
-		return printTemplate(w, format, v)
-	}
-	return ValidateFormat(format)
-}
 
 // Names lists the nodes that hold every item of the run (node/NAME), in
 // order: what a script hands to the next command.

@@ -160,16 +160,4 @@ func TestPrintTable(t *testing.T) {
 	if rep.AllSucceeded() {
 		t.Error("a report with a failure must not be AllSucceeded")
 	}
-	for _, f := range []string{"json", "yaml"} {
-		b.Reset()
-		if err := Print(&b, f, rep, rep.PrintTable); err != nil {
-			t.Fatal(err)
-		}
-		if !strings.Contains(b.String(), "PrefetchReport") || !strings.Contains(b.String(), "sizeBytes") {
-			t.Errorf("%s output lacks kind/fields:\n%s", f, b.String())
-		}
-	}
-	if err := ValidateFormat("xml"); err == nil || !strings.Contains(err.Error(), "json") {
-		t.Errorf("ValidateFormat(xml) = %v", err)
-	}
 }

@@ -16,7 +16,7 @@ import (
 
 	"github.com/coral-dev/coral/pkg/cmd/cmdutil"
 	mirrorlib "github.com/coral-dev/coral/pkg/mirror"
-	"github.com/coral-dev/coral/pkg/report"
+	"github.com/coral-dev/coral/pkg/report/output"
 	"github.com/coral-dev/coral/pkg/source"
 )
 
@@ -187,7 +187,7 @@ func newCmd(o *Options) *cobra.Command {
 	f.IntVar(&o.Retries, "retries", o.Retries, "How often a request is retried after 429 Too Many Requests or a transient 5xx/network error.")
 	f.StringVar(&o.DryRun, "dry-run", o.DryRun, `"client" (or just --dry-run): print the plan (source, destination, digest, bytes to send, already present) and write nothing`)
 	f.Lookup("dry-run").NoOptDefVal = "client"
-	f.StringVarP(&o.Output, "output", "o", o.Output, "Output format: "+strings.Join(report.Formats, "|")+" (default: a table).")
+	f.StringVarP(&o.Output, "output", "o", o.Output, "Output format: "+strings.Join(output.Formats, "|")+" (default: a table).")
 	return cmd
 }
 
@@ -247,7 +247,7 @@ func (o *Options) Validate() error {
 	if o.Retries < 0 {
 		return cmdutil.BadInputf("--retries must be 0 or more, got %d", o.Retries)
 	}
-	if err := report.ValidateFormat(o.Output); err != nil {
+	if err := output.ValidateFormat(o.Output); err != nil {
 		return cmdutil.BadInput(err)
 	}
 	if o.tagFilter, err = mirrorlib.NewTagFilter(o.AllTags, o.Tags, o.Semver); err != nil {
@@ -337,12 +337,12 @@ func (o *Options) Run(ctx context.Context) error {
 			return interruptedOr(ctx, cmdutil.BadInput(withHints(err)))
 		}
 		rep := plan.DryRunReport()
-		return report.Print(o.Out, o.Output, rep, func(w io.Writer, wide bool) error { return printTable(w, rep, wide) })
+		return output.Print(o.Out, o.Output, rep, func(w io.Writer, wide bool) error { return printTable(w, rep, wide) })
 	}
 
 	rep, copyErr := m.Copy(ctx, plan)
 	pr.done()
-	if err := report.Print(o.Out, o.Output, rep, func(w io.Writer, wide bool) error { return printTable(w, rep, wide) }); err != nil {
+	if err := output.Print(o.Out, o.Output, rep, func(w io.Writer, wide bool) error { return printTable(w, rep, wide) }); err != nil {
 		return err
 	}
 	switch {

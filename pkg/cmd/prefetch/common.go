@@ -15,6 +15,7 @@ import (
 	"github.com/coral-dev/coral/pkg/jobs"
 	"github.com/coral-dev/coral/pkg/plan"
 	"github.com/coral-dev/coral/pkg/report"
+	"github.com/coral-dev/coral/pkg/report/output"
 	"github.com/coral-dev/coral/pkg/run"
 	"github.com/coral-dev/coral/pkg/source"
 	"github.com/coral-dev/coral/pkg/version"
@@ -159,7 +160,7 @@ func (o *RunOptions) validate() error {
 	case o.WorkerImage == "":
 		return cmdutil.BadInputf("--worker-image is empty")
 	}
-	if err := report.ValidateFormat(o.Output); err != nil {
+	if err := output.ValidateFormat(o.Output); err != nil {
 		return cmdutil.BadInput(err)
 	}
 	switch o.DryRun {
@@ -260,7 +261,7 @@ func (o *RunOptions) finish(out *outcome) error {
 		return nil
 	}
 	rep := out.report
-	if err := report.Print(o.Out, o.Output, rep, rep.PrintTable); err != nil {
+	if err := output.Print(o.Out, o.Output, rep, rep.PrintTable); err != nil {
 		return &cmdutil.ExitError{Code: cmdutil.ExitFailed, Err: err}
 	}
 	switch {
@@ -328,7 +329,7 @@ func (o *RunOptions) printDryRun(ctx context.Context, p *plan.Plan, njs []run.No
 }
 
 func printObject(w io.Writer, format string, obj runtime.Object) error {
-	return report.PrintObject(w, format, obj)
+	return output.PrintObject(w, format, obj)
 }
 
 const modeAuto = "auto"

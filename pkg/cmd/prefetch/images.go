@@ -14,6 +14,7 @@ import (
 	"github.com/coral-dev/coral/pkg/plan"
 	"github.com/coral-dev/coral/pkg/registryauth"
 	"github.com/coral-dev/coral/pkg/report"
+	"github.com/coral-dev/coral/pkg/report/output"
 	"github.com/coral-dev/coral/pkg/run"
 	"github.com/coral-dev/coral/pkg/source"
 	"github.com/coral-dev/coral/pkg/version"
@@ -462,7 +463,7 @@ func (o *ImagesOptions) persist(ctx context.Context) error {
 		return nil
 	}
 	if ctx.Err() != nil {
-		_ = report.Print(o.Out, o.Output, rep, rep.PrintTable)
+		_ = output.Print(o.Out, o.Output, rep, rep.PrintTable)
 		return &cmdutil.ExitError{Code: cmdutil.ExitInterrupted, Err: fmt.Errorf("interrupted while waiting; the report above is partial, and imageprefetch/%s stays and goes on", o.Persist)}
 	}
 	return o.finish(&outcome{report: rep, err: err})

@@ -1,7 +1,8 @@
-package report
+package output
 
 import (
 	"bytes"
+	"github.com/coral-dev/coral/pkg/report"
 	"strings"
 	"testing"
 	"time"
@@ -11,12 +12,12 @@ import (
 )
 
 func TestPrintFormats(t *testing.T) {
-	rep := NewReport(KindPrefetchReport, "r1", time.Time{}, time.Time{}, []Result{
-		{Node: "b", Image: "x:1", Status: StatusPulled},
-		{Node: "a", Image: "x:1", Status: StatusPresent},
-		{Node: "a", Image: "y:1", Status: StatusPulled},
-		{Node: "c", Image: "x:1", Status: StatusFailed},
-		{Node: "d", Image: "x:1", Status: StatusSkipped},
+	rep := report.NewReport(report.KindPrefetchReport, "r1", time.Time{}, time.Time{}, []report.Result{
+		{Node: "b", Image: "x:1", Status: report.StatusPulled},
+		{Node: "a", Image: "x:1", Status: report.StatusPresent},
+		{Node: "a", Image: "y:1", Status: report.StatusPulled},
+		{Node: "c", Image: "x:1", Status: report.StatusFailed},
+		{Node: "d", Image: "x:1", Status: report.StatusSkipped},
 	})
 	for _, tc := range []struct{ format, want string }{
 		{"name", "node/a\nnode/b\n"},
@@ -57,5 +58,21 @@ func TestPrintObjectThroughPrintFlags(t *testing.T) {
 	b.Reset()
 	if err := PrintObject(&b, "yaml", list); err != nil || !strings.Contains(b.String(), "name: coral-b") {
 		t.Errorf("-o yaml: %v %q", err, b.String())
+	}
+}
+
+func TestPrintJSONAndYAMLKeepTheReportsFields(t *testing.T) {
+	rep := report.NewReport(report.KindPrefetchReport, "r1", time.Time{}, time.Time{}, []report.Result{{Node: "n1", Image: "x:1", Status: report.StatusPulled, SizeBytes: 3}})
+	for _, f := range []string{"json", "yaml"} {
+		var b bytes.Buffer
+		if err := Print(&b, f, rep, rep.PrintTable); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(b.String(), "PrefetchReport") || !strings.Contains(b.String(), "sizeBytes") {
+			t.Errorf("%s output lacks kind/fields:\n%s", f, b.String())
+		}
+	}
+	if err := ValidateFormat("xml"); err == nil || !strings.Contains(err.Error(), "json") {
+		t.Errorf("ValidateFormat(xml) = %v", err)
 	}
 }

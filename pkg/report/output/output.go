@@ -1,0 +1,145 @@
+// Package output prints Coral's reports and the objects a dry run would
+// create, as -o asks: Coral's own tables, json and yaml in the report's field
+// order, and kubectl's printers (cli-runtime PrintFlags) for name, jsonpath
+// and go-template. It is kept apart from pkg/report, whose wire format the
+// worker imports: the worker image must not carry cli-runtime.
+package output
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/coral-dev/coral/pkg/report"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/printers"
+	"sigs.k8s.io/yaml"
+)
+
+// Formats lists the -o values, for help text and validation.
+var Formats = []string{report.FormatWide, report.FormatJSON, report.FormatYAML, report.FormatName, "jsonpath=…", "go-template=…"}
+
+// ValidateFormat returns an error naming the accepted values; a template
+// that does not parse is an error here, before anything runs.
+func ValidateFormat(f string) error {
+	switch f {
+	case report.FormatTable, report.FormatWide, report.FormatJSON, report.FormatYAML, report.FormatName:
+		return nil
+	}
+	if isTemplate(f) {
+		_, err := templatePrinter(f)
+		return err
+	}
+	return fmt.Errorf("unknown output format %q for -o/--output: use one of %s (or leave it unset for a table)", f, strings.Join(Formats, ", "))
+}
+
+// Print writes v (a report) in the given format; tables are drawn by table.
+// json and yaml keep the report's field order (its versioned schema);
+// templates go through cli-runtime's printers; name needs a Namer.
+func Print(w io.Writer, format string, v any, table func(io.Writer, bool) error) error {
+	switch format {
+	case report.FormatJSON:
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	case report.FormatYAML:
+		b, err := yaml.Marshal(v)
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(b)
+		return err
+	case report.FormatTable, report.FormatWide:
+		return table(w, format == report.FormatWide)
+	case report.FormatName:
+		n, ok := v.(report.Namer)
+		if !ok {
+			return fmt.Errorf("-o name is not available here")
+		}
+		for _, s := range n.Names() {
+			if _, err := fmt.Fprintln(w, s); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if isTemplate(format) {
+		return printTemplate(w, format, v)
+	}
+	return ValidateFormat(format)
+}
+
+// templateFormats are cli-runtime's template printers (PrintFlags), as in kubectl.
+var templateFormats = []string{"jsonpath", "jsonpath-as-json", "jsonpath-file", "go-template", "go-template-file", "template", "templatefile"}
+
+// isTemplate says whether f is FORMAT=ARG for one of templateFormats.
+func isTemplate(f string) bool {
+	name, _, ok := strings.Cut(f, "=")
+	if !ok {
+		return false
+	}
+	for _, t := range templateFormats {
+		if name == t {
+			return true
+		}
+	}
+	return false
+}
+
+// templatePrinter builds the printer of a template format through
+// cli-runtime's PrintFlags: the same parsing and errors as kubectl.
+func templatePrinter(f string) (printers.ResourcePrinter, error) {
+	pf := genericclioptions.NewPrintFlags("")
+	pf.OutputFormat = &f
+	p, err := pf.ToPrinter()
+	if err != nil {
+		return nil, fmt.Errorf("-o %s: %w", f, err)
+	}
+	return p, nil
+}
+
+// printTemplate renders v (a report) with a template format. The report is
+// handed to the printer as its JSON document, so fields are named as in -o json.
+func printTemplate(w io.Writer, f string, v any) error {
+	p, err := templatePrinter(f)
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	return p.PrintObj(&unstructured.Unstructured{Object: m}, w)
+}
+
+// PrintObject prints Kubernetes objects (what a dry run would create)
+// through cli-runtime's PrintFlags: json, yaml, name, jsonpath, go-template.
+func PrintObject(w io.Writer, format string, obj runtime.Object) error {
+	pf := genericclioptions.NewPrintFlags("created (dry run)")
+	pf.OutputFormat = &format
+	p, err := pf.ToPrinter()
+	if err != nil {
+		return fmt.Errorf("-o %s: %w", format, err)
+	}
+	if format == report.FormatName && meta.IsListType(obj) {
+		items, err := meta.ExtractList(obj)
+		if err != nil {
+			return err
+		}
+		for _, it := range items {
+			if err := p.PrintObj(it, w); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return p.PrintObj(obj, w)
+}
