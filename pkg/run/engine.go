@@ -265,12 +265,15 @@ type runner struct {
 	logSem       chan struct{} // bounds concurrent log reads
 	readers      sync.WaitGroup
 	// Flow control (see Engine.MaxQueued).
-	inFlight  int // pod exists, no result yet
-	queued    int // created, no pod yet
-	window    int // workers that may exist, queued included: MaxInFlight + the queue allowance
-	waitEWMA  time.Duration
-	workEWMA  time.Duration
-	createErr error // a watch error worth explaining (RBAC)
+	inFlight int // pod exists, no result yet
+	queued   int // created, no pod yet
+	window   int // workers that may exist, queued included: MaxInFlight + the queue allowance
+	waitEWMA time.Duration
+	// podsSeen pods appeared since firstCreate: the control plane's rate.
+	podsSeen    int
+	firstCreate time.Time
+	workEWMA    time.Duration
+	createErr   error // a watch error worth explaining (RBAC)
 }
 
 // emitLocked queues an event; the caller holds r.mu (or no one else runs).
@@ -309,6 +312,9 @@ func (r *runner) dispatch(ctx context.Context) {
 				r.attempted++
 				r.queued++
 				st.created = time.Now()
+				if r.firstCreate.IsZero() {
+					r.firstCreate = st.created
+				}
 				r.mu.Unlock()
 				break
 			}
@@ -399,6 +405,13 @@ func (r *runner) learn(wait, work time.Duration) {
 	}
 	w := max(r.workEWMA, 100*time.Millisecond)
 	win := int(float64(r.e.MaxInFlight) * float64(r.waitEWMA) / float64(w))
+	// Never queue more than the control plane turns into pods within half
+	// a node's timeout: a queued Job's clock runs from its creation, so a
+	// longer queue would time out nodes that only waited their turn.
+	if r.e.NodeTimeout > 0 && r.podsSeen > 0 {
+		rate := float64(r.podsSeen) / time.Since(r.firstCreate).Seconds()
+		win = min(win, r.e.MaxInFlight+int(rate*r.e.NodeTimeout.Seconds()/2))
+	}
 	r.window = min(max(win, r.e.MaxInFlight), r.e.MaxInFlight+r.e.MaxQueued)
 }
 

@@ -290,3 +290,17 @@ func TestNodeDownAtTheDeadline(t *testing.T) {
 		}
 	}
 }
+
+// The queue never holds more than the control plane turns into pods within
+// half a node's timeout: a queued Job's clock runs from its creation.
+func TestLearnQueueBoundedByTheTimeout(t *testing.T) {
+	r := &runner{e: &Engine{MaxInFlight: 10, MaxQueued: 10000, NodeTimeout: 60 * time.Second}, window: 10,
+		podsSeen: 100, firstCreate: time.Now().Add(-20 * time.Second)} // 5 pods/s
+	for range 50 {
+		r.learn(60*time.Second, 10*time.Millisecond)
+	}
+	// 10 + 5/s × 30 s
+	if r.window < 155 || r.window > 165 {
+		t.Errorf("window %d, want about 160", r.window)
+	}
+}

@@ -156,6 +156,7 @@ func (r *runner) onPod(ctx context.Context, obj any, deleted bool) {
 	}
 	if st.podSeen.IsZero() && !st.created.IsZero() {
 		st.podSeen = time.Now()
+		r.podsSeen++
 		r.queued--
 		r.inFlight++
 		r.signal()
