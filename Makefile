@@ -23,7 +23,7 @@ test: ## unit and integration tests (installs the test servers first; real in-pr
 	$(TEST_SERVERS) $(GO) test ./...
 
 e2e: ## end-to-end tests on the local cluster (make cluster-up first)
-	CORAL_E2E=1 $(GO) test ./e2e/ -count=1 -v -timeout 40m
+	CORAL_E2E=1 $(GO) test ./e2e/ -count=1 -v -timeout 60m
 
 check: ## the README's test command: unit tests, the release check, then the local cluster and the e2e suite
 	$(MAKE) --no-print-directory test
