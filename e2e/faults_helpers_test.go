@@ -617,3 +617,14 @@ func TestRegistryProxy(t *testing.T) {
 		t.Errorf("n2 keeps its own fault: %d", got)
 	}
 }
+
+// jobsNow counts Coral's Jobs in ns at once, without waiting for the
+// garbage collector (jobsLeft waits, and counts pods too).
+func (c *cluster) jobsNow(t *testing.T, ns string) int {
+	t.Helper()
+	l, err := c.client.BatchV1().Jobs(ns).List(context.Background(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=coral"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(l.Items)
+}

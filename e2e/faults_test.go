@@ -306,7 +306,7 @@ func TestFaultPluginKilledThenGC(t *testing.T) {
 	p.wait(t, 30*time.Second)
 	left := c.runObjects(t, ns)
 	t.Logf("left by the killed plugin: %s", strings.Join(left, "; "))
-	if c.jobsLeft(t, ns) != len(c.nodes) {
+	if c.jobsNow(t, ns) != len(c.nodes) {
 		t.Fatalf("want the %d Jobs of the killed run still there, got: %v", len(c.nodes), left)
 	}
 	leaseName := "coral-run-" + runID
@@ -374,7 +374,7 @@ func TestFaultGCOlderPluginLeftovers(t *testing.T) {
 	if gc.code != 0 || strings.TrimSpace(gc.stdout) != "job.batch/"+older.Name {
 		t.Fatalf("gc --dry-run: exit %d, stdout %q; want only %s", gc.code, gc.stdout, older.Name)
 	}
-	if c.jobsLeft(t, ns) != 2 {
+	if c.jobsNow(t, ns) != 2 {
 		t.Fatal("--dry-run deleted something")
 	}
 	gc = c.coral(t, nil, "gc", "-n", ns, "--min-age=0s", "-o", "name")
