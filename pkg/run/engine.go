@@ -84,19 +84,6 @@ type Engine struct {
 	// MaxInFlight caps the workers that exist at once (a pod created, its
 	// report not yet in): what a registry and the nodes feel.
 	MaxInFlight int
-	// MaxQueued caps the Jobs created beyond MaxInFlight whose pod the Job
-	// controller has not made yet (jobs mode). Such a Job pulls nothing; the
-	// queue keeps a backlogged Job controller fed. The queue is empty while
-	// the Job controller keeps up (every Job then counts against
-	// MaxInFlight, a strict cap) and widens, up to MaxQueued, only while
-	// workers finish much faster than the control plane makes them: then
-	// the control plane, not the registry, is the bottleneck, and the pods
-	// it releases from the queue finish as fast as it makes them. Default 0
-	// (a strict cap): measured with bench-scale at 1000 nodes, queued Jobs
-	// waited longer in the Job controller than --timeout, whose clock starts
-	// at a Job's creation (docs/scale.md); the queue needs that clock to
-	// start when the pod appears before it can be on by default.
-	MaxQueued int
 	// NodeTimeout bounds one node from its worker's creation to its report.
 	NodeTimeout time.Duration
 	// WorkerStartGrace is how long kubelet may keep retrying to pull or
@@ -149,12 +136,12 @@ type nodeState struct {
 // nodes Failed and returns the partial results with interrupted set. err
 // reports what went wrong with the run itself (the watch, the cleanup).
 func (e *Engine) Run(ctx context.Context, njs []NodeJob) (results []NodeResult, interrupted bool, err error) {
-	e.defaults(len(njs))
+	e.defaults()
 	if len(njs) == 0 {
 		return nil, false, nil
 	}
 	r := &runner{e: e, states: make(map[string]*nodeState, len(njs)), allDone: make(chan struct{}), wake: make(chan struct{}, 1),
-		evq: newEventQueue(e.OnEvent), logSem: make(chan struct{}, 4), window: e.MaxInFlight}
+		evq: newEventQueue(e.OnEvent), logSem: make(chan struct{}, 4)}
 	for _, nj := range njs {
 		st := &nodeState{node: nj.Node, images: nj.Images, expected: nj.Expected, job: nj.Job, jobName: nj.Job.Name}
 		r.states[nj.Node] = st
@@ -219,15 +206,12 @@ loop:
 	return r.unfinished(), interrupted, cleanupErr
 }
 
-func (e *Engine) defaults(n int) {
+func (e *Engine) defaults() {
 	if e.Mode == "" {
 		e.Mode = ModeJobs
 	}
 	if e.MaxInFlight < 1 {
 		e.MaxInFlight = 1
-	}
-	if e.MaxQueued < 0 {
-		e.MaxQueued = 0
 	}
 	if e.NoPodGrace <= 0 {
 		e.NoPodGrace = 10 * time.Second
@@ -267,16 +251,9 @@ type runner struct {
 	evq          *eventQueue
 	logSem       chan struct{} // bounds concurrent log reads
 	readers      sync.WaitGroup
-	// Flow control (see Engine.MaxQueued).
-	inFlight int // pod exists, no result yet
-	queued   int // created, no pod yet
-	window   int // workers that may exist, queued included: MaxInFlight + the queue allowance
-	waitEWMA time.Duration
-	// podsSeen pods appeared since firstCreate: the control plane's rate.
-	podsSeen    int
-	firstCreate time.Time
-	workEWMA    time.Duration
-	createErr   error // a watch error worth explaining (RBAC)
+	// live counts workers created whose node has no result yet.
+	live      int
+	createErr error // a watch error worth explaining (RBAC)
 }
 
 // emitLocked queues an event; the caller holds r.mu (or no one else runs).
@@ -293,12 +270,7 @@ func (r *runner) signal() {
 }
 
 // canCreate says whether another worker may be created now; r.mu held.
-func (r *runner) canCreate() bool {
-	if r.e.Mode == ModePods {
-		return r.inFlight+r.queued < r.e.MaxInFlight
-	}
-	return r.inFlight < r.e.MaxInFlight && r.inFlight+r.queued < r.window
-}
+func (r *runner) canCreate() bool { return r.live < r.e.MaxInFlight }
 
 // dispatch creates workers in plan order within the flow-control limits.
 func (r *runner) dispatch(ctx context.Context) {
@@ -313,11 +285,8 @@ func (r *runner) dispatch(ctx context.Context) {
 				// Counted before the call: a create cut short by an interrupt
 				// may still have reached the API server, so cleanup must look.
 				r.attempted++
-				r.queued++
+				r.live++
 				st.created = time.Now()
-				if r.firstCreate.IsZero() {
-					r.firstCreate = st.created
-				}
 				r.mu.Unlock()
 				break
 			}
@@ -333,7 +302,7 @@ func (r *runner) dispatch(ctx context.Context) {
 		st.job = nil
 		switch {
 		case err != nil && ctx.Err() != nil:
-			r.queued--
+			r.live--
 			st.created = time.Time{}
 			r.mu.Unlock()
 			return
@@ -367,12 +336,7 @@ func (r *runner) finishLocked(st *nodeState, res NodeResult) {
 	st.done = true
 	if !st.created.IsZero() {
 		res.Duration = time.Since(st.created)
-		if st.podSeen.IsZero() {
-			r.queued--
-		} else {
-			r.inFlight--
-			r.learn(st.podSeen.Sub(st.created), time.Since(st.podSeen))
-		}
+		r.live--
 	}
 	st.result = res
 	r.done++
@@ -391,31 +355,6 @@ func (r *runner) finishLocked(st *nodeState, res NodeResult) {
 	if r.done == len(r.order) {
 		close(r.allDone)
 	}
-}
-
-// learn widens or narrows the queue allowance from how long workers waited
-// for the control plane versus how long they worked. When the control plane
-// is the bottleneck (workers finish quickly, creation is slow), more Jobs
-// are queued ahead; a queued Job pulls nothing. When workers work long (big
-// pulls, a slow registry), the queue shrinks back to MaxInFlight.
-func (r *runner) learn(wait, work time.Duration) {
-	const a = 0.2
-	if r.waitEWMA == 0 {
-		r.waitEWMA, r.workEWMA = wait, work
-	} else {
-		r.waitEWMA = time.Duration(a*float64(wait) + (1-a)*float64(r.waitEWMA))
-		r.workEWMA = time.Duration(a*float64(work) + (1-a)*float64(r.workEWMA))
-	}
-	w := max(r.workEWMA, 100*time.Millisecond)
-	win := int(float64(r.e.MaxInFlight) * float64(r.waitEWMA) / float64(w))
-	// Never queue more than the control plane turns into pods within half
-	// a node's timeout: a queued Job's clock runs from its creation, so a
-	// longer queue would time out nodes that only waited their turn.
-	if r.e.NodeTimeout > 0 && r.podsSeen > 0 {
-		rate := float64(r.podsSeen) / time.Since(r.firstCreate).Seconds()
-		win = min(win, r.e.MaxInFlight+int(rate*r.e.NodeTimeout.Seconds()/2))
-	}
-	r.window = min(max(win, r.e.MaxInFlight), r.e.MaxInFlight+r.e.MaxQueued)
 }
 
 func (r *runner) unfinished() []NodeResult {

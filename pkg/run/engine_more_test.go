@@ -210,27 +210,6 @@ func TestRunJobsOwnedByLease(t *testing.T) {
 	}
 }
 
-// The queue widens only while workers finish far faster than the control
-// plane makes them, and never past MaxInFlight+MaxQueued.
-func TestLearnWidensOnlyForABackloggedControlPlane(t *testing.T) {
-	for _, tc := range []struct {
-		wait, work time.Duration
-		want       int
-	}{
-		{200 * time.Millisecond, 30 * time.Second, 10}, // big pulls: strict cap
-		{500 * time.Millisecond, 500 * time.Millisecond, 10},
-		{5 * time.Second, 500 * time.Millisecond, 100},  // backlogged Job controller
-		{60 * time.Second, 10 * time.Millisecond, 1010}, // capped by MaxQueued
-	} {
-		r := &runner{e: &Engine{MaxInFlight: 10, MaxQueued: 1000}, window: 10}
-		for range 50 {
-			r.learn(tc.wait, tc.work)
-		}
-		if r.window != tc.want {
-			t.Errorf("wait %s work %s: window %d, want %d", tc.wait, tc.work, r.window, tc.want)
-		}
-	}
-}
 
 // A large run's cleanup is the Lease's deletion (the garbage collector
 // follows the owner references); no DeleteCollection that would outlive the
@@ -291,16 +270,3 @@ func TestNodeDownAtTheDeadline(t *testing.T) {
 	}
 }
 
-// The queue never holds more than the control plane turns into pods within
-// half a node's timeout: a queued Job's clock runs from its creation.
-func TestLearnQueueBoundedByTheTimeout(t *testing.T) {
-	r := &runner{e: &Engine{MaxInFlight: 10, MaxQueued: 10000, NodeTimeout: 60 * time.Second}, window: 10,
-		podsSeen: 100, firstCreate: time.Now().Add(-20 * time.Second)} // 5 pods/s
-	for range 50 {
-		r.learn(60*time.Second, 10*time.Millisecond)
-	}
-	// 10 + 5/s × 30 s
-	if r.window < 155 || r.window > 165 {
-		t.Errorf("window %d, want about 160", r.window)
-	}
-}

@@ -156,10 +156,6 @@ func (r *runner) onPod(ctx context.Context, obj any, deleted bool) {
 	}
 	if st.podSeen.IsZero() && !st.created.IsZero() {
 		st.podSeen = time.Now()
-		r.podsSeen++
-		r.queued--
-		r.inFlight++
-		r.signal()
 	}
 	st.podName = pod.Name
 	out := readPod(pod, st.images, st.expected)
