@@ -3,7 +3,6 @@ package prefetch
 import (
 	"context"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"net/textproto"
 	"net/url"
@@ -334,11 +333,8 @@ func (o *ArtifactsOptions) Run(ctx context.Context) error {
 	labels, removed := map[string]string{}, map[string]string{}
 	if o.DryRun == "none" && len(njs) > 0 {
 		// Everything that can refuse the run does so before a node changes.
-		if err := run.Preflight(ctx, o.client, njs[0].Job, o.mode(len(njs))); err != nil {
-			if ctx.Err() != nil {
-				return &cmdutil.ExitError{Code: cmdutil.ExitInterrupted, Err: errors.New("interrupted before any Job was created")}
-			}
-			return cmdutil.BadInput(err)
+		if err := o.preflight(ctx, njs); err != nil {
+			return err
 		}
 		if a.QuerySecret != "" {
 			cleanup, err := o.createQuerySecret(ctx)

@@ -80,6 +80,7 @@ type RunOptions struct {
 	client    kubernetes.Interface
 	selector  labels.Selector
 	runID     string
+	admitted  bool // the run's preflight passed
 }
 
 func newRunOptions(flags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) RunOptions {
@@ -233,13 +234,8 @@ func (o *RunOptions) execute(ctx context.Context, kind string, p *plan.Plan, njs
 		return &outcome{dryRun: true}, o.printDryRun(ctx, p, njs)
 	}
 	mode := o.mode(len(njs))
-	if len(njs) > 0 {
-		if err := run.Preflight(ctx, o.client, njs[0].Job, mode); err != nil {
-			if ctx.Err() != nil {
-				return nil, &cmdutil.ExitError{Code: cmdutil.ExitInterrupted, Err: errors.New("interrupted before any Job was created")}
-			}
-			return nil, cmdutil.BadInput(err)
-		}
+	if err := o.preflight(ctx, njs); err != nil {
+		return nil, err
 	}
 	prog := newProgress(o.ErrOut, o.Progress, len(njs), len(p.Skipped))
 	engine := &run.Engine{
@@ -253,6 +249,22 @@ func (o *RunOptions) execute(ctx context.Context, kind string, p *plan.Plan, njs
 	rep := report.NewReport(kind, o.runID, start, time.Now(), toResults(results))
 	rep.Interrupted = interrupted
 	return &outcome{report: rep, interrupted: interrupted, err: runErr}, nil
+}
+
+// preflight asks the API server, once per run, whether the workers would
+// be admitted (a command may ask early, before it changes anything).
+func (o *RunOptions) preflight(ctx context.Context, njs []run.NodeJob) error {
+	if o.admitted || len(njs) == 0 {
+		return nil
+	}
+	if err := run.Preflight(ctx, o.client, njs[0].Job, o.mode(len(njs))); err != nil {
+		if ctx.Err() != nil {
+			return &cmdutil.ExitError{Code: cmdutil.ExitInterrupted, Err: errors.New("interrupted before any Job was created")}
+		}
+		return cmdutil.BadInput(err)
+	}
+	o.admitted = true
+	return nil
 }
 
 // finish prints the report and returns the error that carries the exit code.
