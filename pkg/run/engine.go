@@ -368,7 +368,6 @@ func (r *runner) unfinished() []NodeResult {
 				msg = "interrupted before the node's worker was created"
 			}
 			st.result = failAll(st, msg)
-			st.result.Node = st.node
 		}
 		out = append(out, st.result)
 	}
