@@ -210,7 +210,6 @@ func TestRunJobsOwnedByLease(t *testing.T) {
 	}
 }
 
-
 // A large run's cleanup is the Lease's deletion (the garbage collector
 // follows the owner references); no DeleteCollection that would outlive the
 // API server's request timeout.
@@ -269,4 +268,3 @@ func TestNodeDownAtTheDeadline(t *testing.T) {
 		}
 	}
 }
-
