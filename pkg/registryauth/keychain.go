@@ -19,11 +19,12 @@ type keychain struct {
 }
 
 func (kc *keychain) Resolve(r authn.Resource) (authn.Authenticator, error) {
+	host := normaliseHost(strings.ToLower(r.RegistryStr()))
 	var repo string
 	if rr, ok := r.(name.Repository); ok {
-		repo = rr.RepositoryStr()
+		repo = normaliseRepo(host, rr.RepositoryStr())
 	}
-	if creds := kc.k.lookup(normaliseHost(strings.ToLower(r.RegistryStr())), repo); len(creds) > 0 {
+	if creds := kc.k.lookup(host, repo); len(creds) > 0 {
 		c := creds[0]
 		return authn.FromConfig(authn.AuthConfig{
 			Username:      c.Username,

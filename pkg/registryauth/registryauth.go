@@ -118,6 +118,9 @@ func splitKey(key string) (string, string) {
 	if host == "docker.io" && (p == "v1" || p == "v2") {
 		p = "" // "https://index.docker.io/v1/" means all of Docker Hub
 	}
+	if p != "" {
+		p = normaliseRepo(host, p) // as images are looked up (splitImage)
+	}
 	return host, p
 }
 
@@ -143,10 +146,17 @@ func splitImage(image string) (string, string) {
 		repo = repo[:i]
 	}
 	host = normaliseHost(host)
+	return host, normaliseRepo(host, repo)
+}
+
+// normaliseRepo applies Docker Hub's implicit namespace: "docker.io/nginx"
+// (however the host was spelt) is docker.io/library/nginx. host must be
+// normalised already.
+func normaliseRepo(host, repo string) string {
 	if host == "docker.io" && !strings.Contains(repo, "/") {
-		repo = "library/" + repo // "docker.io/nginx" is docker.io/library/nginx
+		return "library/" + repo
 	}
-	return host, repo
+	return repo
 }
 
 func normaliseHost(h string) string {
