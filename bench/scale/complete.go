@@ -250,9 +250,9 @@ func workerMessage(node string, images, expected []string, fail bool, work time.
 		if d == "" {
 			d = fmt.Sprintf("sha256:%x", sha256.Sum256([]byte(img)))
 		}
-		it := report.ItemResult{Image: img, Status: report.StatusPulled, Digest: d, SizeBytes: 25_000_000 + int64(i)*1_000_000, DurationMs: work.Milliseconds(), Attempts: 1}
+		it := report.ItemResult{Item: img, Status: report.StatusPulled, Digest: d, SizeBytes: 25_000_000 + int64(i)*1_000_000, DurationMs: work.Milliseconds(), Attempts: 1}
 		if fail && i == 0 {
-			it = report.ItemResult{Image: img, Status: report.StatusFailed, Attempts: 4,
+			it = report.ItemResult{Item: img, Status: report.StatusFailed, Attempts: 4,
 				Message: fmt.Sprintf("simulated failure on %s: rpc error: code = NotFound desc = failed to pull and unpack image %q: not found", node, img)}
 		}
 		r.Items = append(r.Items, it)

@@ -77,8 +77,8 @@ func TestTerminalStatusPatchDecodes(t *testing.T) {
 			t.Fatalf("fail=%v: %d items, want %d", fail, len(wr.Items), len(items))
 		}
 		for i, it := range wr.Items {
-			if it.Image != items[i].Ref {
-				t.Errorf("item %d: image %s, want %s", i, it.Image, items[i].Ref)
+			if it.Item != items[i].Ref {
+				t.Errorf("item %d: image %s, want %s", i, it.Item, items[i].Ref)
 			}
 			wantStatus := report.StatusPulled
 			if fail && i == 0 {

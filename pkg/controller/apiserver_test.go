@@ -306,7 +306,7 @@ func finishJob(t *testing.T, cl client.Client, j *batchv1.Job, st report.Status)
 		if ref, ok := strings.CutPrefix(a, "--image="); ok {
 			i := strings.LastIndex(ref, "=")
 			expected = append(expected, ref[i+1:])
-			it := report.ItemResult{Image: ref[:i], Status: st, Digest: ref[i+1:], SizeBytes: 1000}
+			it := report.ItemResult{Item: ref[:i], Status: st, Digest: ref[i+1:], SizeBytes: 1000}
 			if st == report.StatusFailed {
 				it.Digest, it.Message = "", "manifest unknown"
 			}

@@ -104,7 +104,7 @@ func (s *shared) releasePins(ctx context.Context, obj client.Object) (bool, erro
 		}
 		nj := run.NodeJob{Node: node, Job: existing}
 		for _, it := range items {
-			nj.Images = append(nj.Images, it.Ref)
+			nj.Items = append(nj.Items, it.Ref)
 			nj.Expected = append(nj.Expected, "")
 		}
 		var res run.NodeResult
@@ -125,9 +125,9 @@ func (s *shared) releasePins(ctx context.Context, obj client.Object) (bool, erro
 		unpinned := map[string]bool{}
 		for i, it := range res.Items {
 			if it.Status == report.StatusFailed {
-				failed = append(failed, nj.Images[i]+": "+it.Message)
+				failed = append(failed, nj.Items[i]+": "+it.Message)
 			} else {
-				unpinned[nj.Images[i]] = true
+				unpinned[nj.Items[i]] = true
 			}
 		}
 		if len(failed) > 0 {

@@ -380,7 +380,7 @@ func (s *shared) collect(ctx context.Context, tg *target, j *batchv1.Job, pod *c
 	}
 	nj := run.NodeJob{Node: node, Job: j}
 	for _, it := range items {
-		nj.Images = append(nj.Images, it.Ref)
+		nj.Items = append(nj.Items, it.Ref)
 		nj.Expected = append(nj.Expected, it.ExpectedDigest)
 	}
 	var res run.NodeResult

@@ -40,7 +40,10 @@ var ErrWireVersion = errors.New("worker report version not understood")
 
 // ItemResult is one item's outcome as the worker saw it.
 type ItemResult struct {
-	Image      string `json:"image"`
+	// Item is what the worker was given: an image reference or an artifact
+	// source URL. Its JSON key stays "image", the key of wire version 1, so
+	// a plugin and a worker of neighbouring releases understand each other.
+	Item       string `json:"image"`
 	Status     Status `json:"status"`
 	Digest     string `json:"digest,omitempty"`
 	SizeBytes  int64  `json:"sizeBytes,omitempty"`
@@ -164,7 +167,7 @@ func DecodeTermination(msg string, images, expected []string) (*WorkerReport, er
 			if !ok {
 				return nil, fmt.Errorf("unknown status code %q in the worker's report", code)
 			}
-			r.Items = append(r.Items, ItemResult{Image: images[i], Status: st})
+			r.Items = append(r.Items, ItemResult{Item: images[i], Status: st})
 		}
 		return r, nil
 	}
@@ -189,7 +192,7 @@ func DecodeTermination(msg string, images, expected []string) (*WorkerReport, er
 		attempts, _ := row[4].(float64)
 		m, _ := row[5].(string)
 		pinned, _ := row[6].(float64)
-		r.Items = append(r.Items, ItemResult{Image: images[i], Status: st, Digest: d, SizeBytes: int64(size), DurationMs: int64(ms), Attempts: int(attempts), Message: m, Pinned: pinned == 1})
+		r.Items = append(r.Items, ItemResult{Item: images[i], Status: st, Digest: d, SizeBytes: int64(size), DurationMs: int64(ms), Attempts: int(attempts), Message: m, Pinned: pinned == 1})
 	}
 	return r, nil
 }

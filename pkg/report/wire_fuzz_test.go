@@ -38,8 +38,8 @@ func FuzzDecodeTermination(f *testing.F) {
 			t.Fatalf("decoded %d items for %d images", len(r.Items), len(images))
 		}
 		for i, it := range r.Items {
-			if it.Image != images[i] {
-				t.Fatalf("item %d is %q, want %q", i, it.Image, images[i])
+			if it.Item != images[i] {
+				t.Fatalf("item %d is %q, want %q", i, it.Item, images[i])
 			}
 			if _, ok := statusCodes[it.Status]; !ok {
 				t.Fatalf("item %d has status %q, which no worker can send", i, it.Status)
@@ -100,7 +100,7 @@ func fuzzReport(spec []byte, msg string, size, ms int64) (*WorkerReport, []strin
 	expected := make([]string, len(spec))
 	for i, b := range spec {
 		it := ItemResult{
-			Image:      fmt.Sprintf("registry.example:5000/team/image-%03d:v1", i),
+			Item:       fmt.Sprintf("registry.example:5000/team/image-%03d:v1", i),
 			Status:     statusList[int(b)%len(statusList)],
 			SizeBytes:  clamp(size) >> (i % 16),
 			DurationMs: clamp(ms) >> (i % 8),
@@ -144,7 +144,7 @@ func FuzzTerminationRoundTrip(f *testing.F) {
 		in, expected := fuzzReport(spec, msg, size, ms)
 		images := make([]string, len(in.Items))
 		for i, it := range in.Items {
-			images[i] = it.Image
+			images[i] = it.Item
 		}
 		enc := EncodeTermination(in, expected, TerminationMessageLimit)
 		if len(enc) > TerminationMessageLimit {
@@ -159,8 +159,8 @@ func FuzzTerminationRoundTrip(f *testing.F) {
 		}
 		for i, got := range out.Items {
 			want := in.Items[i]
-			if got.Image != want.Image || got.Status != want.Status {
-				t.Fatalf("item %d: got %s %s, want %s %s", i, got.Image, got.Status, want.Image, want.Status)
+			if got.Item != want.Item || got.Status != want.Status {
+				t.Fatalf("item %d: got %s %s, want %s %s", i, got.Item, got.Status, want.Item, want.Status)
 			}
 			if out.Overflow {
 				continue // statuses only; the full report is in the log

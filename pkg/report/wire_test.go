@@ -15,9 +15,9 @@ func TestTerminationRoundTrip(t *testing.T) {
 	images := []string{"a:1", "b:2", "c:3"}
 	expected := []string{digestN(0), "", digestN(2)}
 	in := &WorkerReport{Items: []ItemResult{
-		{Image: "a:1", Status: StatusPulled, Digest: digestN(0), SizeBytes: 1234, DurationMs: 56, Attempts: 1},
-		{Image: "b:2", Status: StatusPresent, Digest: digestN(1), SizeBytes: 99},
-		{Image: "c:3", Status: StatusFailed, Attempts: 3, Message: "rpc error: code = NotFound desc = not found"},
+		{Item: "a:1", Status: StatusPulled, Digest: digestN(0), SizeBytes: 1234, DurationMs: 56, Attempts: 1},
+		{Item: "b:2", Status: StatusPresent, Digest: digestN(1), SizeBytes: 99},
+		{Item: "c:3", Status: StatusFailed, Attempts: 3, Message: "rpc error: code = NotFound desc = not found"},
 	}}
 	msg := EncodeTermination(in, expected, TerminationMessageLimit)
 	if !strings.Contains(msg, `"="`) {
@@ -48,9 +48,9 @@ func TestTerminationSixtyImagesFit(t *testing.T) {
 			exp = digestN(i)
 		}
 		expected = append(expected, exp)
-		it := ItemResult{Image: img, Status: StatusPulled, Digest: digestN(i), SizeBytes: 50 << 20, DurationMs: 12345, Attempts: 1}
+		it := ItemResult{Item: img, Status: StatusPulled, Digest: digestN(i), SizeBytes: 50 << 20, DurationMs: 12345, Attempts: 1}
 		if i%10 == 9 {
-			it = ItemResult{Image: img, Status: StatusFailed, Attempts: 4, Message: strings.Repeat("failed to pull and unpack image: unexpected status from GET request: 503 Service Unavailable ", 3)}
+			it = ItemResult{Item: img, Status: StatusFailed, Attempts: 4, Message: strings.Repeat("failed to pull and unpack image: unexpected status from GET request: 503 Service Unavailable ", 3)}
 		}
 		r.Items = append(r.Items, it)
 	}
@@ -69,8 +69,8 @@ func TestTerminationSixtyImagesFit(t *testing.T) {
 		t.Fatal("60 images must fit in the termination message with their digests, without reading the log")
 	}
 	for i, it := range out.Items {
-		if it.Status != r.Items[i].Status || it.Image != images[i] {
-			t.Fatalf("item %d: got %s %s, want %s %s", i, it.Image, it.Status, images[i], r.Items[i].Status)
+		if it.Status != r.Items[i].Status || it.Item != images[i] {
+			t.Fatalf("item %d: got %s %s, want %s %s", i, it.Item, it.Status, images[i], r.Items[i].Status)
 		}
 		if it.Status == StatusPulled && it.Digest != r.Items[i].Digest {
 			t.Fatalf("item %d: digest %q, want %q", i, it.Digest, r.Items[i].Digest)
@@ -88,7 +88,7 @@ func TestTerminationOverflowKeepsStatuses(t *testing.T) {
 		if i%7 == 0 {
 			st = StatusFailed
 		}
-		r.Items = append(r.Items, ItemResult{Image: img, Status: st, Digest: digestN(i), SizeBytes: 1, DurationMs: 1, Message: "boom"})
+		r.Items = append(r.Items, ItemResult{Item: img, Status: st, Digest: digestN(i), SizeBytes: 1, DurationMs: 1, Message: "boom"})
 	}
 	msg := EncodeTermination(r, nil, TerminationMessageLimit)
 	if len(msg) > TerminationMessageLimit {

@@ -22,11 +22,12 @@ import (
 	"k8s.io/client-go/kubernetes"
 )
 
-// NodeJob is one node's Job and the images its worker was given, in order.
+// NodeJob is one node's Job and the items (image references or artifact
+// source URLs) its worker was given, in order.
 type NodeJob struct {
 	Node     string
 	Job      *batchv1.Job
-	Images   []string
+	Items    []string
 	Expected []string
 }
 
@@ -114,7 +115,7 @@ type Engine struct {
 
 type nodeState struct {
 	node      string
-	images    []string
+	items     []string
 	expected  []string
 	job       *batchv1.Job // dropped once created: only its name is needed
 	jobName   string
@@ -143,7 +144,7 @@ func (e *Engine) Run(ctx context.Context, njs []NodeJob) (results []NodeResult, 
 	r := &runner{e: e, states: make(map[string]*nodeState, len(njs)), allDone: make(chan struct{}), wake: make(chan struct{}, 1),
 		evq: newEventQueue(e.OnEvent), logSem: make(chan struct{}, 4)}
 	for _, nj := range njs {
-		st := &nodeState{node: nj.Node, images: nj.Images, expected: nj.Expected, job: nj.Job, jobName: nj.Job.Name}
+		st := &nodeState{node: nj.Node, items: nj.Items, expected: nj.Expected, job: nj.Job, jobName: nj.Job.Name}
 		r.states[nj.Node] = st
 		r.order = append(r.order, st)
 	}
@@ -487,8 +488,8 @@ func (r *runner) cleanup() error {
 
 func failAll(st *nodeState, msg string) NodeResult {
 	res := NodeResult{Node: st.node}
-	for _, img := range st.images {
-		res.Items = append(res.Items, report.ItemResult{Image: img, Status: report.StatusFailed, Message: msg})
+	for _, img := range st.items {
+		res.Items = append(res.Items, report.ItemResult{Item: img, Status: report.StatusFailed, Message: msg})
 	}
 	return res
 }

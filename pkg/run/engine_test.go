@@ -96,7 +96,7 @@ func (k *kubelet) runPod(ctx context.Context, job *batchv1.Job) {
 func succeed(pod *corev1.Pod, images []string, status report.Status) {
 	wr := &report.WorkerReport{}
 	for _, img := range images {
-		wr.Items = append(wr.Items, report.ItemResult{Image: img, Status: status, Digest: "sha256:" + strings.Repeat("b", 64), SizeBytes: 10})
+		wr.Items = append(wr.Items, report.ItemResult{Item: img, Status: status, Digest: "sha256:" + strings.Repeat("b", 64), SizeBytes: 10})
 	}
 	pod.Status.Phase = corev1.PodSucceeded
 	pod.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: jobs.ContainerName, State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
@@ -110,7 +110,7 @@ func nodeJobs(runID string, nodes ...string) []NodeJob {
 	var out []NodeJob
 	for _, n := range nodes {
 		t := plan.Task{Node: n, RuntimeSocket: "/run/c.sock", Items: []plan.Item{{Ref: "a:1"}, {Ref: "b:2"}}}
-		out = append(out, NodeJob{Node: n, Job: jobs.ForTask(t, spec), Images: images, Expected: make([]string, 2)})
+		out = append(out, NodeJob{Node: n, Job: jobs.ForTask(t, spec), Items: images, Expected: make([]string, 2)})
 	}
 	return out
 }
@@ -155,7 +155,7 @@ func TestRunCollectsResultsCapsInFlightAndCleansUp(t *testing.T) {
 		}
 		for _, it := range r.Items {
 			if it.Status != want {
-				t.Errorf("%s %s: %s %q, want %s", r.Node, it.Image, it.Status, it.Message, want)
+				t.Errorf("%s %s: %s %q, want %s", r.Node, it.Item, it.Status, it.Message, want)
 			}
 		}
 	}

@@ -20,8 +20,8 @@ import (
 // worker image, which only a deadline turns into a failure; a reason that
 // cannot resolve by retrying (an invalid image name) is final at once.
 func ReadWorkerPod(client kubernetes.Interface, pod *corev1.Pod, nj NodeJob) (res NodeResult, ok bool) {
-	out := readPod(pod, nj.Images, nj.Expected)
-	st := &nodeState{node: nj.Node, images: nj.Images, expected: nj.Expected}
+	out := readPod(pod, nj.Items, nj.Expected)
+	st := &nodeState{node: nj.Node, items: nj.Items, expected: nj.Expected}
 	switch {
 	case out.needLog:
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -43,7 +43,7 @@ func WorkerWaiting(pod *corev1.Pod) string { return readPod(pod, nil, nil).waiti
 // FailedNode is the result of a node that failed as a whole: every item
 // Failed with msg.
 func FailedNode(nj NodeJob, msg string) NodeResult {
-	return failAll(&nodeState{node: nj.Node, images: nj.Images}, msg)
+	return failAll(&nodeState{node: nj.Node, items: nj.Items}, msg)
 }
 
 // ExplainAPIError turns an API error about creating worker Jobs in ns into

@@ -32,12 +32,12 @@ var startFailures = map[string]bool{
 // podOutcome is what one look at a worker pod says about its node.
 type podOutcome struct {
 	final   bool
-	items   []report.ItemResult
+	results []report.ItemResult
 	failure string // the node failed as a whole (no report)
 	// needLog: the termination message overflowed; the full report is in
 	// the worker's log.
 	needLog bool
-	images  []string
+	items   []string
 	// waiting is kubelet's reason it cannot start the worker (not final
 	// unless waitingFinal).
 	waiting      string
@@ -46,9 +46,9 @@ type podOutcome struct {
 
 func (o podOutcome) result(node string) NodeResult {
 	if o.failure != "" {
-		return failAll(&nodeState{node: node, images: o.images}, o.failure)
+		return failAll(&nodeState{node: node, items: o.items}, o.failure)
 	}
-	return NodeResult{Node: node, Items: o.items}
+	return NodeResult{Node: node, Items: o.results}
 }
 
 // readPod decides, without I/O, what a worker pod says about its node. The
@@ -56,8 +56,8 @@ func (o podOutcome) result(node string) NodeResult {
 // it appears: the pod never restarts it (restartPolicy Never, backoffLimit
 // 0), and waiting for phase Succeeded would add kubelet's teardown (about a
 // second per node) to every run.
-func readPod(pod *corev1.Pod, images, expected []string) podOutcome {
-	out := podOutcome{images: images}
+func readPod(pod *corev1.Pod, items, expected []string) podOutcome {
+	out := podOutcome{items: items}
 	cs := workerStatus(pod)
 	if cs != nil && cs.State.Terminated != nil {
 		t := cs.State.Terminated
@@ -66,12 +66,12 @@ func readPod(pod *corev1.Pod, images, expected []string) podOutcome {
 			out.failure = fmt.Sprintf("the worker exited with code %d (%s) without a report%s", t.ExitCode, t.Reason, podReason(pod))
 			return out
 		}
-		wr, err := report.DecodeTermination(t.Message, images, expected)
+		wr, err := report.DecodeTermination(t.Message, items, expected)
 		if err != nil {
 			out.failure = err.Error()
 			return out
 		}
-		out.items = wr.Items
+		out.results = wr.Items
 		out.needLog = wr.Overflow
 		return out
 	}
@@ -142,10 +142,10 @@ func podReason(pod *corev1.Pod) string {
 // compact report stay and failed items say where the details are.
 func (r *runner) withFullReport(ctx context.Context, pod string, st *nodeState, out podOutcome) NodeResult {
 	full, err := r.fullReport(ctx, pod)
-	if err == nil && len(full.Items) == len(st.images) {
+	if err == nil && len(full.Items) == len(st.items) {
 		return NodeResult{Node: st.node, Items: full.Items}
 	}
-	items := append([]report.ItemResult(nil), out.items...)
+	items := append([]report.ItemResult(nil), out.results...)
 	for i := range items {
 		if items[i].Status == report.StatusFailed {
 			items[i].Message = "failed (details in the worker log, which could not be read: " + errString(err) + ")"

@@ -158,7 +158,7 @@ func (r *runner) onPod(ctx context.Context, obj any, deleted bool) {
 		st.podSeen = time.Now()
 	}
 	st.podName = pod.Name
-	out := readPod(pod, st.images, st.expected)
+	out := readPod(pod, st.items, st.expected)
 	switch {
 	case out.needLog:
 		st.reading = true

@@ -201,7 +201,7 @@ func Fetch(ctx context.Context, sources []ArtifactSource, o FetchOptions) *repor
 	}
 	r := &report.WorkerReport{Version: report.WireVersion, Items: make([]report.ItemResult, len(sources))}
 	fail := func(i int, msg string) {
-		r.Items[i] = report.ItemResult{Image: sources[i].URL, Status: report.StatusFailed, Message: msg}
+		r.Items[i] = report.ItemResult{Item: sources[i].URL, Status: report.StatusFailed, Message: msg}
 	}
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
 		for i := range sources {
@@ -230,7 +230,7 @@ func Fetch(ctx context.Context, sources []ArtifactSource, o FetchOptions) *repor
 		}
 		res := fetchOne(sctx, src, m, o, logf)
 		cancel()
-		res.Image = src.URL
+		res.Item = src.URL
 		res.DurationMs = time.Since(start).Milliseconds()
 		if res.Status == report.StatusFailed && errors.Is(sctx.Err(), context.DeadlineExceeded) {
 			res.Message = fmt.Sprintf("timed out after %s: %s", o.Timeout, res.Message)
@@ -238,7 +238,7 @@ func Fetch(ctx context.Context, sources []ArtifactSource, o FetchOptions) *repor
 		r.Items[i] = res
 		if res.Status.Succeeded() {
 			if err := writeManifest(o.Dir, m); err != nil {
-				r.Items[i] = report.ItemResult{Image: src.URL, Status: report.StatusFailed, Message: "writing the manifest: " + err.Error()}
+				r.Items[i] = report.ItemResult{Item: src.URL, Status: report.StatusFailed, Message: "writing the manifest: " + err.Error()}
 			}
 		}
 		logf("%s %s sha256:%s %d bytes %s", src.URL, r.Items[i].Status, strings.TrimPrefix(r.Items[i].Digest, "sha256:"), r.Items[i].SizeBytes, r.Items[i].Message)

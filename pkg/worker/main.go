@@ -89,7 +89,7 @@ func mainPull(ctx context.Context, args []string, stdout, stderr io.Writer, term
 	failAll := func(msg string) int {
 		r := &report.WorkerReport{Version: report.WireVersion}
 		for _, it := range images {
-			r.Items = append(r.Items, report.ItemResult{Image: it.Image, Status: report.StatusFailed, Message: msg})
+			r.Items = append(r.Items, report.ItemResult{Item: it.Image, Status: report.StatusFailed, Message: msg})
 		}
 		return finish(r, expected, stdout, stderr, terminationPath)
 	}
@@ -126,7 +126,7 @@ func finish(r *report.WorkerReport, expected []string, stdout, stderr io.Writer,
 	var failed []string
 	for _, it := range r.Items {
 		if it.Status == report.StatusFailed {
-			failed = append(failed, it.Image)
+			failed = append(failed, it.Item)
 		}
 	}
 	if len(failed) > 0 {

@@ -64,7 +64,7 @@ func mainFetch(ctx context.Context, args []string, stdout, stderr io.Writer, ter
 	failAll := func(msg string) int {
 		r := &report.WorkerReport{Version: report.WireVersion}
 		for _, s := range sources {
-			r.Items = append(r.Items, report.ItemResult{Image: s.URL, Status: report.StatusFailed, Message: msg})
+			r.Items = append(r.Items, report.ItemResult{Item: s.URL, Status: report.StatusFailed, Message: msg})
 		}
 		return finish(r, nil, stdout, stderr, terminationPath)
 	}

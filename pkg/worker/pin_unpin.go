@@ -76,7 +76,7 @@ func UnpinAll(ctx context.Context, u Unpinner, items []Item) *report.WorkerRepor
 	for _, it := range items {
 		start := time.Now()
 		held, err := u.Unpin(ctx, it.Image)
-		res := report.ItemResult{Image: it.Image, Status: report.StatusPresent, DurationMs: time.Since(start).Milliseconds()}
+		res := report.ItemResult{Item: it.Image, Status: report.StatusPresent, DurationMs: time.Since(start).Milliseconds()}
 		switch {
 		case err != nil:
 			res.Status, res.Message = report.StatusFailed, err.Error()
@@ -115,7 +115,7 @@ func mainUnpin(ctx context.Context, args []string, stdout, stderr io.Writer, ter
 	if err != nil {
 		r := &report.WorkerReport{Version: report.WireVersion}
 		for _, it := range images {
-			r.Items = append(r.Items, report.ItemResult{Image: it.Image, Status: report.StatusFailed, Message: err.Error()})
+			r.Items = append(r.Items, report.ItemResult{Item: it.Image, Status: report.StatusFailed, Message: err.Error()})
 		}
 		return finish(r, expected, stdout, stderr, terminationPath)
 	}

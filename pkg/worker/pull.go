@@ -85,7 +85,7 @@ func Pull(ctx context.Context, svc ImageService, items []Item, o PullOptions) *r
 			case sem <- struct{}{}:
 				defer func() { <-sem }()
 			case <-ctx.Done():
-				r.Items[i] = report.ItemResult{Image: it.Image, Status: report.StatusFailed, Message: "not started: " + ctx.Err().Error()}
+				r.Items[i] = report.ItemResult{Item: it.Image, Status: report.StatusFailed, Message: "not started: " + ctx.Err().Error()}
 				return
 			}
 			r.Items[i] = pullOne(ctx, svc, it, o, logf)
@@ -97,7 +97,7 @@ func Pull(ctx context.Context, svc ImageService, items []Item, o PullOptions) *r
 
 func pullOne(ctx context.Context, svc ImageService, it Item, o PullOptions, logf func(string, ...any)) report.ItemResult {
 	start := time.Now()
-	res := report.ItemResult{Image: it.Image}
+	res := report.ItemResult{Item: it.Image}
 	if o.ImageTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, o.ImageTimeout)

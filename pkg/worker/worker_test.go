@@ -255,7 +255,7 @@ func TestPullTimeoutAndConcurrency(t *testing.T) {
 	r := Pull(context.Background(), c, items, o)
 	for _, it := range r.Items {
 		if it.Status != report.StatusPulled {
-			t.Fatalf("%s: %s %s", it.Image, it.Status, it.Message)
+			t.Fatalf("%s: %s %s", it.Item, it.Status, it.Message)
 		}
 	}
 	if m := f.maxSeen.Load(); m != 2 {

@@ -324,7 +324,7 @@ func (o *ArtifactsOptions) Run(ctx context.Context) error {
 	for _, t := range p.Tasks {
 		nj := run.NodeJob{Node: t.Node, Job: jobs.ForArtifactTask(t, spec, a)}
 		for i := range t.Items {
-			nj.Images = append(nj.Images, o.parsed[i].Display())
+			nj.Items = append(nj.Items, o.parsed[i].Display())
 			nj.Expected = append(nj.Expected, "")
 		}
 		dirs[t.Node] = jobs.ArtifactDir(t, a)

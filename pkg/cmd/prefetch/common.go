@@ -335,7 +335,7 @@ func (o *RunOptions) printDryRun(ctx context.Context, p *plan.Plan, njs []run.No
 		kind = "pod"
 	}
 	for _, nj := range njs {
-		fmt.Fprintf(o.Out, "%s/%s created (%s dry run) on node %s: %d items\n", kind, nj.Job.Name, o.DryRun, nj.Node, len(nj.Images))
+		fmt.Fprintf(o.Out, "%s/%s created (%s dry run) on node %s: %d items\n", kind, nj.Job.Name, o.DryRun, nj.Node, len(nj.Items))
 	}
 	return nil
 }

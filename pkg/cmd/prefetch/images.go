@@ -305,7 +305,7 @@ func (o *ImagesOptions) Run(ctx context.Context) error {
 	for _, t := range p.Tasks {
 		nj := run.NodeJob{Node: t.Node, Job: jobs.ForTask(t, spec)}
 		for _, it := range t.Items {
-			nj.Images = append(nj.Images, it.Ref)
+			nj.Items = append(nj.Items, it.Ref)
 			nj.Expected = append(nj.Expected, it.ExpectedDigest)
 		}
 		njs = append(njs, nj)
@@ -331,7 +331,7 @@ func (o *ImagesOptions) results(p *plan.Plan, njs []run.NodeJob, nrs []run.NodeR
 		nj := njs[i]
 		for j, it := range nr.Items {
 			res := report.Result{
-				Node: nr.Node, Image: nj.Images[j], Status: it.Status, Digest: it.Digest, ExpectedDigest: nj.Expected[j],
+				Node: nr.Node, Image: nj.Items[j], Status: it.Status, Digest: it.Digest, ExpectedDigest: nj.Expected[j],
 				SizeBytes: it.SizeBytes, DurationSeconds: float64(it.DurationMs) / 1000, Attempts: it.Attempts, Pinned: it.Pinned, Message: it.Message,
 			}
 			// The promise is "every image, with the resolved bytes, on every

@@ -28,11 +28,11 @@ import (
 // take is a failure; --pin=best-effort only reports it.
 func TestResultsBrokenPromiseFails(t *testing.T) {
 	const want, other = "sha256:aaaa", "sha256:bbbb"
-	njs := []run.NodeJob{{Node: "n1", Images: []string{"a:1", "b:1", "c:1"}, Expected: []string{want, want, ""}}}
+	njs := []run.NodeJob{{Node: "n1", Items: []string{"a:1", "b:1", "c:1"}, Expected: []string{want, want, ""}}}
 	nrs := []run.NodeResult{{Node: "n1", Items: []report.ItemResult{
-		{Image: "a:1", Status: report.StatusPulled, Digest: other, Pinned: true},
-		{Image: "b:1", Status: report.StatusPresent, Digest: want, Pinned: false, Message: "not pinned: the runtime ignores the pin label"},
-		{Image: "c:1", Status: report.StatusPulled, Digest: other, Pinned: true},
+		{Item: "a:1", Status: report.StatusPulled, Digest: other, Pinned: true},
+		{Item: "b:1", Status: report.StatusPresent, Digest: want, Pinned: false, Message: "not pinned: the runtime ignores the pin label"},
+		{Item: "c:1", Status: report.StatusPulled, Digest: other, Pinned: true},
 	}}}
 	for _, tc := range []struct {
 		pin  string

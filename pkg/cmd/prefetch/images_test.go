@@ -167,7 +167,7 @@ func TestResultsFlagDigestMismatch(t *testing.T) {
 	o := NewImagesOptions(genericclioptions.NewConfigFlags(false), genericiooptions.IOStreams{})
 	o.images = []string{"reg.local/a:1"}
 	resolved, other := "sha256:"+strings.Repeat("a", 64), "sha256:"+strings.Repeat("b", 64)
-	njs := []run.NodeJob{{Node: "n1", Images: o.images, Expected: []string{resolved}}, {Node: "n2", Images: o.images, Expected: []string{resolved}}}
+	njs := []run.NodeJob{{Node: "n1", Items: o.images, Expected: []string{resolved}}, {Node: "n2", Items: o.images, Expected: []string{resolved}}}
 	rows := o.results(&plan.Plan{Skipped: []plan.Skip{{Node: "n3", Reason: "node is cordoned"}}}, njs, []run.NodeResult{
 		{Node: "n1", Items: []report.ItemResult{{Status: report.StatusPulled, Digest: resolved}}},
 		{Node: "n2", Items: []report.ItemResult{{Status: report.StatusPulled, Digest: other}}},
