@@ -189,17 +189,30 @@ func untar(archive, dest string) error {
 		return errors.New("the archive is empty")
 	}
 	// Each symlink was checked as text when it was written; followed through
-	// the symlinks around it, in the finished tree, it must stay inside too.
-	return filepath.WalkDir(dest, func(p string, d os.DirEntry, err error) error {
+	// the symlinks around it, in the finished tree, it must stay inside too
+	// (a later link can change where an earlier one leads: "x/0 -> s/../.."
+	// is inside as text until "x/s -> .." arrives). Every link that leads
+	// out is removed, so not even a failed extraction leaves one behind.
+	var escape error
+	err = filepath.WalkDir(dest, func(p string, d os.DirEntry, err error) error {
 		if err != nil || d.Type()&os.ModeSymlink == 0 {
 			return err
 		}
 		if !resolvesWithin(dest, p) {
 			rel, _ := filepath.Rel(dest, p)
-			return fmt.Errorf("entry %q: the symlink leads outside the artifact directory through other symlinks", rel)
+			if escape == nil {
+				escape = fmt.Errorf("entry %q: the symlink leads outside the artifact directory through other symlinks", rel)
+			}
+			if err := os.Remove(p); err != nil {
+				return explainFS(err, dest)
+			}
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	return escape
 }
 
 func hasSparseRecords(h *tar.Header) bool {
