@@ -4,11 +4,13 @@ import (
 	"context"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/coral-dev/coral/pkg/jobs"
 	"github.com/coral-dev/coral/pkg/report"
+	batchv1 "k8s.io/api/batch/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -266,5 +268,83 @@ func TestNodeDownAtTheDeadline(t *testing.T) {
 		if got := r.nodeDown(ctx, node); !strings.Contains(got, want) {
 			t.Errorf("%s: %q, want it to mention %q", node, got, want)
 		}
+	}
+}
+
+// A Job controller that lags gets Jobs ahead of the cap (bounded by
+// JobsAhead) instead of one per report; with JobsAhead < 0 the cap is
+// strict. The "controller" here makes no pod until released.
+func TestRunFeedsABackloggedJobController(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		ahead     int
+		wantQueue int
+	}{
+		{"ahead", 3, 5},
+		{"strict", -1, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newClient()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			release := make(chan struct{})
+			k := &kubelet{client: c, behave: func(_ string, pod *corev1.Pod) bool {
+				succeed(pod, []string{"a:1", "b:2"}, report.StatusPulled)
+				return true
+			}}
+			w, err := c.BatchV1().Jobs(ns).Watch(ctx, metav1.ListOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var created atomic.Int32
+			go func() {
+				for ev := range w.ResultChan() {
+					if ev.Type != watch.Added {
+						continue
+					}
+					created.Add(1)
+					job := ev.Object.(*batchv1.Job)
+					go func() {
+						select {
+						case <-release:
+							k.runPod(ctx, job)
+						case <-ctx.Done():
+						}
+					}()
+				}
+			}()
+			e := &Engine{Client: c, Namespace: ns, RunID: "r1", MaxInFlight: 2, JobsAhead: tc.ahead, JobBacklogAfter: 50 * time.Millisecond, NodeTimeout: 20 * time.Second}
+			nodes := []string{"n1", "n2", "n3", "n4", "n5", "n6", "n7", "n8"}
+			type out struct {
+				res []NodeResult
+				err error
+			}
+			done := make(chan out, 1)
+			go func() {
+				res, _, err := e.Run(ctx, nodeJobs("r1", nodes...))
+				done <- out{res, err}
+			}()
+			// Well past JobBacklogAfter and several deadline checks: the
+			// queue is as long as it may get, and no longer.
+			time.Sleep(1500 * time.Millisecond)
+			if got := int(created.Load()); got != tc.wantQueue {
+				t.Errorf("%d Jobs created while the controller made no pod, want %d (MaxInFlight 2, JobsAhead %d)", got, tc.wantQueue, tc.ahead)
+			}
+			close(release)
+			o := <-done
+			if o.err != nil {
+				t.Fatal(o.err)
+			}
+			for _, r := range o.res {
+				for _, it := range r.Items {
+					if it.Status != report.StatusPulled {
+						t.Errorf("%s %s: %s %q", r.Node, it.Item, it.Status, it.Message)
+					}
+				}
+			}
+			if got := int(created.Load()); got != len(nodes) {
+				t.Errorf("%d Jobs created in all, want %d", got, len(nodes))
+			}
+		})
 	}
 }

@@ -156,6 +156,7 @@ func (r *runner) onPod(ctx context.Context, obj any, deleted bool) {
 	}
 	if st.podSeen.IsZero() && !st.created.IsZero() {
 		st.podSeen = time.Now()
+		r.podless--
 	}
 	st.podName = pod.Name
 	out := readPod(pod, st.items, st.expected)

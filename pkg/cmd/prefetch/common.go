@@ -103,7 +103,7 @@ func (o *RunOptions) addFlags(f *pflag.FlagSet) {
 	f.BoolVar(&o.IncludeUnschedulable, "include-unschedulable", false, "include cordoned nodes")
 	f.StringVar(&o.WorkerImage, "worker-image", o.WorkerImage, "image of the worker that runs on each node; $"+version.EnvWorkerImage+" overrides the default")
 	f.StringArrayVar(&o.WorkerPullSecret, "worker-image-pull-secret", nil, "image pull secret for the worker image itself (repeatable)")
-	f.IntVar(&o.MaxNodesInFlight, "max-nodes-in-flight", o.MaxNodesInFlight, "how many workers exist at once (Jobs or pods created, not yet reported): what the registry and the nodes feel")
+	f.IntVar(&o.MaxNodesInFlight, "max-nodes-in-flight", o.MaxNodesInFlight, "how many worker pods pull at once (created, not yet reported): what the registry and the nodes feel. In Job mode, while the Job controller lags behind, as many Jobs more may wait for it (they pull nothing until it makes their pods)")
 	f.StringVar(&o.Mode, "mode", o.Mode, fmt.Sprintf("how workers are launched: jobs (one Job per node, the Job controller makes its pod), pods (the worker pod directly, owned by the run's Lease: no Job controller on the path) or auto (jobs up to %d nodes, pods above)", autoPodsAbove))
 	f.DurationVar(&o.Timeout, "timeout", o.Timeout, "time limit per node, from its Job's creation to its report")
 	f.IntVar(&o.Retries, "retries", o.Retries, "retries per item for transient errors (unavailable, timeouts, 5xx); never for not-found or unauthorized")
