@@ -284,7 +284,7 @@ type runner struct {
 	// backlogged: a live Job has waited JobBacklogAfter for its pod
 	// (checkDeadlines keeps it current).
 	backlogged bool
-	createErr error // a watch error worth explaining (RBAC)
+	createErr  error // a watch error worth explaining (RBAC)
 }
 
 // emitLocked queues an event; the caller holds r.mu (or no one else runs).
