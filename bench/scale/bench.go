@@ -402,6 +402,19 @@ func (b *bench) runCoral(ctx context.Context, r *runResult, f *fates) error {
 	// then deletes what it created), and killed 60s later.
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGINT) }
 	cmd.WaitDelay = 60 * time.Second
+	// SCALE_GCTRACE=1 keeps Coral's garbage-collector trace (GODEBUG=gctrace=1:
+	// live heap after each GC) in _output/scale-gctrace-<N>-<mode>.txt, to
+	// tell the live heap from what the collector's pacing adds to RSS.
+	var gctrace *os.File
+	if os.Getenv("SCALE_GCTRACE") != "" {
+		cmd.Env = append(os.Environ(), "GODEBUG=gctrace=1")
+		f, err := os.Create(fmt.Sprintf("_output/scale-gctrace-%d-%s.txt", r.N, r.Mode))
+		if err != nil {
+			return err
+		}
+		gctrace = f
+		defer gctrace.Close()
+	}
 	var stdout bytes.Buffer
 	cmd.Stdout = &stdout
 	stderr, err := cmd.StderrPipe()
@@ -422,6 +435,10 @@ func (b *bench) runCoral(ctx context.Context, r *runResult, f *fates) error {
 		for sc.Scan() {
 			t := time.Since(start).Seconds()
 			line := sc.Text()
+			if gctrace != nil && strings.HasPrefix(line, "gc ") {
+				fmt.Fprintf(gctrace, "%.1f %s\n", t, line)
+				continue
+			}
 			mu.Lock()
 			if resultLine.MatchString(line) {
 				if first == 0 {
