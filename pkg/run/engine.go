@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/coral-dev/coral/pkg/jobs"
 	"github.com/coral-dev/coral/pkg/report"
 	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -110,6 +112,13 @@ type Engine struct {
 	KeepJobs bool
 	// OnEvent receives progress; nil ignores it.
 	OnEvent func(Event)
+	// FollowLogsUpTo: in runs of at most this many nodes, each worker's log
+	// is followed from the moment it runs, and the report it prints there
+	// finishes the node — about a second before kubelet's next relist puts
+	// the same report in the container's status. One log stream per node
+	// (pods/log get, as for an overflowed report); larger runs skip it to
+	// keep the reads per run constant. Default 8; negative turns it off.
+	FollowLogsUpTo int
 	// NoPodGrace is how long a created Job may have no pod before a
 	// FailedCreate event for it fails the node (admission, quota). Default 10s.
 	NoPodGrace time.Duration
@@ -126,6 +135,9 @@ type Engine struct {
 	// larger runs that own a Lease leave the deletion to the garbage
 	// collector. Default 200.
 	SyncCleanupMax int
+
+	// openLog opens a worker's log (follow: as it is written); tests replace it.
+	openLog func(ctx context.Context, pod string, follow bool) (io.ReadCloser, error)
 }
 
 type nodeState struct {
@@ -140,6 +152,7 @@ type nodeState struct {
 	running   bool
 	done      bool
 	reading   bool      // the full report is being read from the log
+	following bool      // the worker's log is being followed
 	waiting   string    // kubelet's last reason it cannot start the worker
 	waitSince time.Time // when that began
 	createErr string    // a FailedCreate event's message (jobs mode)
@@ -164,6 +177,8 @@ func (e *Engine) Run(ctx context.Context, njs []NodeJob) (results []NodeResult, 
 		r.order = append(r.order, st)
 	}
 	defer r.evq.close()
+	r.followCtx, r.stopFollow = context.WithCancel(ctx)
+	defer r.stopFollow()
 
 	// Everything the run creates hangs off one Lease: one delete collects
 	// the run, and `kubectl coral gc` finds a run whose plugin died.
@@ -213,6 +228,8 @@ loop:
 	r.signal()
 	stopRenew()
 	bg.Wait()
+	r.stopFollow()
+	r.followers.Wait()
 	r.readers.Wait()
 	r.mu.Lock()
 	r.closed = true
@@ -250,6 +267,14 @@ func (e *Engine) defaults() {
 	if e.NodeTimeout > 0 && e.WorkerStartGrace > e.NodeTimeout {
 		e.WorkerStartGrace = e.NodeTimeout
 	}
+	if e.openLog == nil {
+		e.openLog = func(ctx context.Context, pod string, follow bool) (io.ReadCloser, error) {
+			return e.Client.CoreV1().Pods(e.Namespace).GetLogs(pod, &corev1.PodLogOptions{Container: jobs.ContainerName, Follow: follow}).Stream(ctx)
+		}
+	}
+	if e.FollowLogsUpTo == 0 {
+		e.FollowLogsUpTo = 8
+	}
 	if e.SyncCleanupMax <= 0 {
 		e.SyncCleanupMax = 200
 	}
@@ -276,6 +301,11 @@ type runner struct {
 	evq          *eventQueue
 	logSem       chan struct{} // bounds concurrent log reads
 	readers      sync.WaitGroup
+	// followers are the log streams of FollowLogsUpTo, stopped by
+	// stopFollow when the run stops taking results.
+	followers  sync.WaitGroup
+	followCtx  context.Context
+	stopFollow context.CancelFunc
 	// live counts workers created whose node has no result yet; podless
 	// those of them whose pod has not been seen (jobs mode: waiting for the
 	// Job controller).

@@ -2,6 +2,8 @@ package run
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -346,5 +348,63 @@ func TestRunFeedsABackloggedJobController(t *testing.T) {
 				t.Errorf("%d Jobs created in all, want %d", got, len(nodes))
 			}
 		})
+	}
+}
+
+// In a small run the report the worker prints to its log finishes the node
+// before the container status carries it: here the status never does.
+func TestRunFollowsTheWorkerLog(t *testing.T) {
+	c := newClient()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	k := &kubelet{client: c, behave: func(_ string, pod *corev1.Pod) bool {
+		pod.Status.Phase = corev1.PodRunning // and it stays so
+		return true
+	}}
+	k.start(t, ctx)
+	var opened atomic.Int32
+	e := &Engine{Client: c, Namespace: ns, RunID: "r1", MaxInFlight: 2, NodeTimeout: 10 * time.Second,
+		openLog: func(ctx context.Context, pod string, follow bool) (io.ReadCloser, error) {
+			if !follow {
+				t.Errorf("log of %s read without follow", pod)
+			}
+			opened.Add(1)
+			pr, pw := io.Pipe()
+			go func() {
+				fmt.Fprintln(pw, "pulling a:1 …")
+				report.EncodeFull(pw, &report.WorkerReport{Items: []report.ItemResult{
+					{Item: "a:1", Status: report.StatusPulled, Digest: "sha256:" + strings.Repeat("c", 64)},
+					{Item: "b:2", Status: report.StatusPresent, Digest: "sha256:" + strings.Repeat("d", 64)},
+				}})
+				<-ctx.Done() // the stream stays open until the run lets go of it
+				pw.CloseWithError(ctx.Err())
+			}()
+			return pr, nil
+		}}
+	res, _, err := e.Run(ctx, nodeJobs("r1", "n1", "n2", "n3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res {
+		if len(r.Items) != 2 || r.Items[0].Status != report.StatusPulled || r.Items[1].Status != report.StatusPresent {
+			t.Errorf("%s: %+v", r.Node, r.Items)
+		}
+	}
+	if n := opened.Load(); n != 3 {
+		t.Errorf("%d logs followed, want 3", n)
+	}
+
+	// Above FollowLogsUpTo no log is opened: the run times out instead.
+	opened.Store(0)
+	e = &Engine{Client: c, Namespace: ns, RunID: "r2", MaxInFlight: 2, NodeTimeout: 700 * time.Millisecond, FollowLogsUpTo: 2, openLog: e.openLog}
+	res, _, err = e.Run(ctx, nodeJobs("r2", "m1", "m2", "m3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := opened.Load(); n != 0 {
+		t.Errorf("%d logs followed in a run above FollowLogsUpTo", n)
+	}
+	if res[0].Items[0].Status != report.StatusFailed {
+		t.Errorf("m1: %+v", res[0].Items[0])
 	}
 }

@@ -162,7 +162,7 @@ func errString(err error) string {
 }
 
 func (r *runner) fullReport(ctx context.Context, pod string) (*report.WorkerReport, error) {
-	rc, err := r.e.Client.CoreV1().Pods(r.e.Namespace).GetLogs(pod, &corev1.PodLogOptions{Container: jobs.ContainerName}).Stream(ctx)
+	rc, err := r.e.openLog(ctx, pod, false)
 	if err != nil {
 		return nil, err
 	}

@@ -1,12 +1,15 @@
 package run
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/coral-dev/coral/pkg/jobs"
+	"github.com/coral-dev/coral/pkg/report"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -191,6 +194,43 @@ func (r *runner) onPod(ctx context.Context, obj any, deleted bool) {
 	if pod.Status.Phase == corev1.PodRunning && !st.running {
 		st.running = true
 		r.emitLocked(Event{Type: EventRunning, Node: node})
+	}
+	if st.running && !st.following && r.e.FollowLogsUpTo > 0 && len(r.order) <= r.e.FollowLogsUpTo {
+		st.following = true
+		r.followers.Add(1)
+		go r.followLog(st, pod.Name)
+	}
+}
+
+// followLog reads the worker's log as it is written and finishes the node
+// with the report the worker prints before it exits. Anything short of a
+// whole report of this run's items (no logs, a cut stream, another wire
+// version) leaves the node to the container status, which carries the same
+// report a moment later.
+func (r *runner) followLog(st *nodeState, pod string) {
+	defer r.followers.Done()
+	rc, err := r.e.openLog(r.followCtx, pod, true)
+	if err != nil {
+		return
+	}
+	defer rc.Close()
+	sc := bufio.NewScanner(rc)
+	sc.Buffer(make([]byte, 64*1024), 64*1024*1024)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, report.FullReportPrefix) {
+			continue
+		}
+		full, err := report.DecodeFull(strings.NewReader(line))
+		if err != nil || len(full.Items) != len(st.items) {
+			return
+		}
+		r.mu.Lock()
+		if !st.done && !st.reading {
+			r.finishLocked(st, NodeResult{Node: st.node, Items: full.Items})
+		}
+		r.mu.Unlock()
+		return
 	}
 }
 
