@@ -35,6 +35,11 @@ demo: ## Coral's main job on the built-in local cluster: prefetch two images ont
 	bash e2e/demo.sh
 
 WORKER_PLATFORMS ?= linux/amd64 linux/arm64
+# grpcnotrace drops grpc's golang.org/x/net/trace, whose html/template makes
+# the linker keep every exported method of every type (reflection by name):
+# 22.6 MB -> 14.5 MB for linux/amd64. The worker never turns grpc tracing on.
+# jobimage/deps_test.go reads this line and lists the worker's deps with it.
+WORKER_TAGS := grpcnotrace
 # The worker image: static binaries for every platform, assembled FROM scratch
 # into one OCI index with go-containerregistry (no Docker engine). With
 # REGISTRY=host:port it is pushed as $(REGISTRY)/$(WORKER_REPO):$(VERSION) and the
@@ -44,7 +49,7 @@ jobimage: ## build the worker image (REGISTRY=host:port to push)
 	@mkdir -p bin/worker
 	@set -e; args=""; for p in $(WORKER_PLATFORMS); do \
 	  os=$${p%/*}; arch=$${p#*/}; \
-	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/worker/coral-worker-$$os-$$arch ./jobimage >&2; \
+	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -tags '$(WORKER_TAGS)' -ldflags '$(LDFLAGS)' -o bin/worker/coral-worker-$$os-$$arch ./jobimage >&2; \
 	  args="$$args --binary $$p=bin/worker/coral-worker-$$os-$$arch"; \
 	done; \
 	if [ -n "$(REGISTRY)" ]; then \
