@@ -87,6 +87,22 @@ type PrefetchReport struct {
 	CompletionTime time.Time `json:"completionTime"`
 	Results        []Result  `json:"results"`
 	Summary        Summary   `json:"summary"`
+	// LeftBehind is set when the run's workers still existed when the
+	// command returned: a large run deletes its Lease and leaves its Jobs
+	// or pods to the garbage collector.
+	LeftBehind *LeftBehind `json:"leftBehind,omitempty"`
+}
+
+// LeftBehind describes the workers a run left to the garbage collector.
+type LeftBehind struct {
+	// Workers is how many Jobs or pods the run created.
+	Workers int `json:"workers"`
+	// Kind is "jobs" or "pods".
+	Kind string `json:"kind"`
+	// Selector selects them (kubectl get KIND -l SELECTOR).
+	Selector string `json:"selector"`
+	// Removal says who removes them and how fast.
+	Removal string `json:"removal"`
 }
 
 // NewPrefetchReport sorts results by node then image order of appearance and

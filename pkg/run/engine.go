@@ -136,8 +136,30 @@ type Engine struct {
 	// collector. Default 200.
 	SyncCleanupMax int
 
+	// WaitCleanup, when set, makes Run wait up to this long for the garbage
+	// collector to remove the workers of a run cleaned up by its Lease
+	// (polling one name every 2s). Zero returns at once.
+	WaitCleanup time.Duration
+	// Cleaned says, once Run has returned, what the run left behind.
+	Cleaned Cleanup
+
 	// openLog opens a worker's log (follow: as it is written); tests replace it.
 	openLog func(ctx context.Context, pod string, follow bool) (io.ReadCloser, error)
+}
+
+// Cleanup is what a run left behind when Run returned.
+type Cleanup struct {
+	// Workers is how many Jobs or pods the run created.
+	Workers int
+	// Kind is "jobs" or "pods".
+	Kind string
+	// Selector selects the run's workers.
+	Selector string
+	// Background: the workers were left to the garbage collector (the run's
+	// Lease, their owner, was deleted) and were still there when Run
+	// returned. False when they were deleted before Run returned, or were
+	// kept (KeepJobs), or none was created.
+	Background bool
 }
 
 type nodeState struct {
@@ -236,6 +258,7 @@ loop:
 	r.mu.Unlock()
 	stopWatch()
 	cleanupErr := r.cleanup()
+	e.Cleaned = r.cleaned()
 	return r.unfinished(), interrupted, cleanupErr
 }
 
@@ -567,6 +590,45 @@ func (r *runner) cleanup() error {
 		return fmt.Errorf("deleting the run's workers (%s): %w", hint, errors.Join(errs...))
 	}
 	return nil
+}
+
+// cleaned says what is left after cleanup; with WaitCleanup it first waits
+// for the garbage collector to remove the workers of a run cleaned up by
+// its Lease.
+func (r *runner) cleaned() Cleanup {
+	c := Cleanup{Workers: r.attempted, Kind: "jobs", Selector: jobs.RunSelector(r.e.RunID)}
+	if r.e.Mode == ModePods {
+		c.Kind = "pods"
+	}
+	if r.e.KeepJobs || r.attempted == 0 || !r.leaseCreated || r.attempted <= r.e.SyncCleanupMax {
+		return c
+	}
+	deadline := time.Now().Add(r.e.WaitCleanup)
+	for {
+		left, err := r.workersLeft()
+		if err == nil && !left {
+			return c
+		}
+		if time.Now().After(deadline) {
+			c.Background = true
+			return c
+		}
+		time.Sleep(2 * time.Second)
+	}
+}
+
+// workersLeft says whether any Job or pod of the run still exists (one
+// name asked for).
+func (r *runner) workersLeft() (bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	opts := metav1.ListOptions{LabelSelector: jobs.RunSelector(r.e.RunID), Limit: 1}
+	pods, err := r.e.Client.CoreV1().Pods(r.e.Namespace).List(ctx, opts)
+	if err != nil || len(pods.Items) > 0 || r.e.Mode == ModePods {
+		return err != nil || len(pods.Items) > 0, err
+	}
+	js, err := r.e.Client.BatchV1().Jobs(r.e.Namespace).List(ctx, opts)
+	return err != nil || len(js.Items) > 0, err
 }
 
 func failAll(st *nodeState, msg string) NodeResult {

@@ -242,6 +242,45 @@ func TestRunLargeCleanupDeletesTheLease(t *testing.T) {
 	if collections != 0 || leaseDeletes != 1 {
 		t.Errorf("%d DeleteCollections, %d Lease deletes; want 0 and 1", collections, leaseDeletes)
 	}
+	// The fake has no garbage collector: the workers are still there, and
+	// the run says so.
+	if got := e.Cleaned; !got.Background || got.Workers != 3 || got.Kind != "jobs" || got.Selector != jobs.RunSelector("big") {
+		t.Errorf("Cleaned = %+v, want 3 jobs left in the background", got)
+	}
+
+	// With WaitCleanup the run waits for them: a stand-in collector
+	// removes them a little later.
+	e = &Engine{Client: c, Namespace: ns, RunID: "big2", MaxInFlight: 3, NodeTimeout: 10 * time.Second, SyncCleanupMax: 2, WaitCleanup: 30 * time.Second}
+	go func() {
+		for ctx.Err() == nil {
+			time.Sleep(300 * time.Millisecond)
+			if l, _ := c.CoordinationV1().Leases(ns).List(ctx, metav1.ListOptions{}); l != nil && len(l.Items) > 0 {
+				continue // the run is not over
+			}
+			sel := metav1.ListOptions{LabelSelector: jobs.RunSelector("big2")}
+			js, _ := c.BatchV1().Jobs(ns).List(ctx, sel)
+			ps, _ := c.CoreV1().Pods(ns).List(ctx, sel)
+			if js == nil || ps == nil || len(js.Items) == 0 {
+				continue
+			}
+			for _, j := range js.Items {
+				c.BatchV1().Jobs(ns).Delete(ctx, j.Name, metav1.DeleteOptions{})
+			}
+			for _, p := range ps.Items {
+				c.CoreV1().Pods(ns).Delete(ctx, p.Name, metav1.DeleteOptions{})
+			}
+			return
+		}
+	}()
+	if _, _, err := e.Run(ctx, nodeJobs("big2", "n1", "n2", "n3")); err != nil {
+		t.Fatal(err)
+	}
+	if e.Cleaned.Background {
+		t.Errorf("Cleaned = %+v after waiting for the collector", e.Cleaned)
+	}
+	if n := remainingJobs(t, c); n != 3 { // the first run's, never collected
+		t.Errorf("%d Jobs left, want the first run's 3", n)
+	}
 }
 
 func TestReadPodNodeDeletedSaysSo(t *testing.T) {

@@ -65,6 +65,7 @@ type RunOptions struct {
 	WorkerImage      string
 	WorkerPullSecret []string
 	MaxNodesInFlight int
+	WaitCleanup      time.Duration
 	Mode             string
 	Timeout          time.Duration
 	Retries          int
@@ -103,6 +104,7 @@ func (o *RunOptions) addFlags(f *pflag.FlagSet) {
 	f.BoolVar(&o.IncludeUnschedulable, "include-unschedulable", false, "include cordoned nodes")
 	f.StringVar(&o.WorkerImage, "worker-image", o.WorkerImage, "image of the worker that runs on each node; $"+version.EnvWorkerImage+" overrides the default")
 	f.StringArrayVar(&o.WorkerPullSecret, "worker-image-pull-secret", nil, "image pull secret for the worker image itself (repeatable)")
+	f.DurationVar(&o.WaitCleanup, "wait-cleanup", 0, "how long to wait, after a run of more than 200 nodes, for the garbage collector to remove its Jobs or pods (0: return at once and say what is left; a smaller run deletes them itself before returning)")
 	f.IntVar(&o.MaxNodesInFlight, "max-nodes-in-flight", o.MaxNodesInFlight, "how many worker pods pull at once (created, not yet reported): what the registry and the nodes feel. In Job mode, while the Job controller lags behind, as many Jobs more may wait for it (they pull nothing until it makes their pods)")
 	f.StringVar(&o.Mode, "mode", o.Mode, fmt.Sprintf("how workers are launched: jobs (one Job per node, the Job controller makes its pod), pods (the worker pod directly, owned by the run's Lease: no Job controller on the path) or auto (jobs up to %d nodes, pods above)", autoPodsAbove))
 	f.DurationVar(&o.Timeout, "timeout", o.Timeout, "time limit per node, from its Job's creation to its report")
@@ -158,6 +160,8 @@ func (o *RunOptions) validate() error {
 		return cmdutil.BadInputf("--timeout must be a positive duration such as 10m, got %s", o.Timeout)
 	case o.Retries < 0:
 		return cmdutil.BadInputf("--retries must be 0 or more, got %d", o.Retries)
+	case o.WaitCleanup < 0:
+		return cmdutil.BadInputf("--wait-cleanup must be 0 or a positive duration such as 5m, got %s", o.WaitCleanup)
 	case o.WorkerImage == "":
 		return cmdutil.BadInputf("--worker-image is empty")
 	}
@@ -241,13 +245,19 @@ func (o *RunOptions) execute(ctx context.Context, kind string, p *plan.Plan, njs
 	engine := &run.Engine{
 		Client: o.client, Namespace: o.namespace, RunID: o.runID, Mode: mode,
 		MaxInFlight: o.MaxNodesInFlight, NodeTimeout: o.Timeout, KeepJobs: o.KeepJobs,
-		OnEvent: prog.Event, Holder: holder(),
+		OnEvent: prog.Event, Holder: holder(), WaitCleanup: o.WaitCleanup,
 	}
 	prog.Start(o.runID, o.namespace)
 	results, interrupted, runErr := engine.Run(ctx, njs)
 	prog.Finish(interrupted)
 	rep := report.NewReport(kind, o.runID, start, time.Now(), toResults(results))
 	rep.Interrupted = interrupted
+	if c := engine.Cleaned; c.Background {
+		rep.LeftBehind = &report.LeftBehind{Workers: c.Workers, Kind: c.Kind, Selector: c.Selector,
+			Removal: "the run's Lease, their owner, was deleted: the garbage collector removes them in the background (about a minute per thousand)"}
+		fmt.Fprintf(o.ErrOut, "note: the %d %s of this run are being removed by the garbage collector (about a minute per thousand); `kubectl get %s -n %s -l %s` shows what is left, --wait-cleanup waits for it\n",
+			c.Workers, c.Kind, c.Kind, o.namespace, c.Selector)
+	}
 	return &outcome{report: rep, interrupted: interrupted, err: runErr}, nil
 }
 

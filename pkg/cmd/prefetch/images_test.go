@@ -102,6 +102,7 @@ func TestImagesBadInputCreatesNothing(t *testing.T) {
 		{"pull secret of the wrong type", []string{"nginx", "--pull-secret", "opaque"}, "kubernetes.io/dockerconfigjson"},
 		{"timeout zero", []string{"nginx", "--timeout", "0s"}, "--timeout"},
 		{"max nodes in flight", []string{"nginx", "--max-nodes-in-flight", "0"}, "--max-nodes-in-flight"},
+		{"negative wait-cleanup", []string{"nginx", "--wait-cleanup", "-1s"}, "--wait-cleanup"},
 		{"max pulls per node", []string{"nginx", "--max-pulls-per-node", "-1"}, "--max-pulls-per-node"},
 		{"unknown output", []string{"nginx", "-o", "xml"}, "unknown output format"},
 		{"bad runtime endpoint", []string{"nginx", "--runtime-endpoint", "tcp://1.2.3.4:1"}, "only unix://"},
