@@ -58,7 +58,7 @@ func NewKind(repoRoot string) *Kind {
 
 func (*Kind) Name() string { return "kind" }
 
-// Mirrors are the registry mirrors every kind node gets.
+// KindMirrors are the registry mirrors every kind node gets.
 func KindMirrors() []RegistryMirror {
 	return []RegistryMirror{
 		{Host: "localhost:" + kindRegistryPort, Endpoint: "http://" + kindRegistry + ":5000"},
