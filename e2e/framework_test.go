@@ -7,7 +7,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -23,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coral-dev/coral/e2e/provider"
 	"github.com/coral-dev/coral/pkg/report"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -37,7 +37,8 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-// cluster is what `make cluster-up` wrote to _output/cluster/env.
+// cluster is what the provider (e2e/provider) says about the cluster: the
+// env contract of e2e/cluster/README.md, a client and the built plugin.
 type cluster struct {
 	env    map[string]string
 	nodes  []string
@@ -65,24 +66,27 @@ func getCluster(t *testing.T) *cluster {
 	}
 	setupOnce.Do(func() { theCluster, setupErr = loadCluster() })
 	if setupErr != nil {
-		t.Fatalf("the local cluster is not usable: %v (run make cluster-up)", setupErr)
+		t.Fatalf("the e2e cluster is not usable: %v (local: run make cluster-up; kind: see docs/kind.md)", setupErr)
 	}
 	return theCluster
 }
 
+// loadCluster gets the cluster from the provider CORAL_E2E_PROVIDER names
+// (local, the default: the env file of make cluster-up; kind: see
+// docs/kind.md). The provider's CRI forwarders, if any, live as long as this
+// test process.
 func loadCluster() (*cluster, error) {
-	path := os.Getenv("CORAL_CLUSTER_ENV")
-	if path == "" {
-		path = filepath.Join(repoRoot(), "_output", "cluster", "env")
-	}
-	env, err := readEnvFile(path)
+	p, err := provider.FromEnv(repoRoot())
 	if err != nil {
 		return nil, err
 	}
-	for _, k := range []string{"KUBECONFIG", "CORAL_REGISTRY", "CORAL_NODES", "CORAL_WORKER_IMAGE", "CORAL_AUTH_REGISTRY"} {
-		if env[k] == "" {
-			return nil, fmt.Errorf("%s does not set %s", path, k)
-		}
+	pc, err := p.Up(context.Background())
+	if err != nil {
+		return nil, fmt.Errorf("%s provider: %w", p.Name(), err)
+	}
+	env := pc.Env
+	if err := provider.CheckRequired(env, p.Name()+" provider"); err != nil {
+		return nil, err
 	}
 	c := &cluster{env: env, nodes: strings.Fields(env["CORAL_NODES"])}
 	cfg, err := clientcmd.BuildConfigFromFlags("", env["KUBECONFIG"])
@@ -107,28 +111,9 @@ func loadCluster() (*cluster, error) {
 	return c, nil
 }
 
-func readEnvFile(path string) (map[string]string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	env := map[string]string{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(sc.Text()), "export "))
-		k, v, ok := strings.Cut(line, "=")
-		if !ok || strings.HasPrefix(k, "#") {
-			continue
-		}
-		env[k] = strings.Trim(v, `"'`)
-	}
-	return env, sc.Err()
-}
-
 // criEndpoint is the node's runtime socket as the harness exported it.
 func (c *cluster) criEndpoint(node string) string {
-	return c.env["CORAL_CRI_"+strings.ToUpper(strings.ReplaceAll(node, "-", "_"))]
+	return c.env[provider.CRIEnvKey(node)]
 }
 
 // images returns the CRI image service of a node.
