@@ -94,7 +94,10 @@ Skipped (node not Ready, cordoned, or unable to run the worker, with the reason)
 
 Each tag is resolved to a digest once, before the run, so every node gets the
 same bytes; a node that ends up with other bytes is flagged. Nodes keep the
-image under the name you gave (the tag), so workloads find it.
+image under the name you gave (the tag), so workloads find it. A reference
+with both a tag and a digest (repo:tag@sha256:…, what mirror -o name prints)
+is pulled by its digest, as kubelet pulls it: the node holds repo@sha256:…,
+which a workload naming the same reference finds, and not the tag.
 
 Images come from arguments and/or -f: a plain list (one reference per line,
 '#' comments) or Kubernetes manifests (every container, init and ephemeral
