@@ -29,6 +29,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/pager"
 )
 
 // command is the kubectl Options shape every prefetch command has.
@@ -82,6 +83,10 @@ type RunOptions struct {
 	selector  labels.Selector
 	runID     string
 	admitted  bool // the run's preflight passed
+	// keepNodeImages keeps each node's image list in nodes (the disk check
+	// reads it); nodes holds what plan listed, slimmed, by name.
+	keepNodeImages bool
+	nodes          map[string]*corev1.Node
 }
 
 func newRunOptions(flags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) RunOptions {
@@ -196,11 +201,11 @@ func (o *RunOptions) validate() error {
 
 // plan lists the nodes and plans one task per usable node.
 func (o *RunOptions) plan(ctx context.Context, items []plan.Item, runtimeEndpoint string, needSocket bool) (*plan.Plan, error) {
-	nodes, err := o.client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	nodes, err := o.listNodes(ctx)
 	if err != nil {
 		return nil, cmdutil.BadInput(explainAPI(err, "listing nodes"))
 	}
-	p, err := plan.Build(nodes.Items, items, plan.Options{
+	p, err := plan.Build(nodes, items, plan.Options{
 		Selector: o.selector, NodeNames: o.Nodes, IncludeUnschedulable: o.IncludeUnschedulable,
 		RuntimeEndpoint: runtimeEndpoint, SkipRuntimeSocket: !needSocket,
 	})
@@ -208,6 +213,53 @@ func (o *RunOptions) plan(ctx context.Context, items []plan.Item, runtimeEndpoin
 		return nil, cmdutil.BadInput(err)
 	}
 	return p, nil
+}
+
+// nodePageSize bounds one page of the node list: a Node of a real cluster
+// is 5-20 KB (its image list most of it), and one response of 5000 of them
+// would be decoded at once.
+const nodePageSize = 500
+
+// listNodes lists every node, a page at a time, keeping of each only what
+// planning (and, with keepNodeImages, the disk check) reads; o.nodes holds
+// the result by name.
+func (o *RunOptions) listNodes(ctx context.Context) ([]corev1.Node, error) {
+	var out []corev1.Node
+	p := pager.New(func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+		return o.client.CoreV1().Nodes().List(ctx, opts)
+	})
+	p.PageSize = nodePageSize
+	err := p.EachListItem(ctx, metav1.ListOptions{}, func(obj runtime.Object) error {
+		n, ok := obj.(*corev1.Node)
+		if !ok {
+			return fmt.Errorf("listing nodes: unexpected %T", obj)
+		}
+		out = append(out, slimNode(n, o.keepNodeImages))
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	o.nodes = make(map[string]*corev1.Node, len(out))
+	for i := range out {
+		o.nodes[out[i].Name] = &out[i]
+	}
+	return out, nil
+}
+
+// slimNode copies what Coral reads from a Node: name, labels, annotations,
+// unschedulable, taints, conditions and node info (and the image list when
+// asked). Managed fields, addresses and capacity stay behind.
+func slimNode(n *corev1.Node, images bool) corev1.Node {
+	s := corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: n.Name, UID: n.UID, Labels: n.Labels, Annotations: n.Annotations},
+		Spec:       corev1.NodeSpec{Unschedulable: n.Spec.Unschedulable, Taints: n.Spec.Taints},
+		Status:     corev1.NodeStatus{Conditions: n.Status.Conditions, NodeInfo: n.Status.NodeInfo},
+	}
+	if images {
+		s.Status.Images = n.Status.Images
+	}
+	return s
 }
 
 // jobSpec is the part of every Job that comes from the shared flags.

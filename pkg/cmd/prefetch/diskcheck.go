@@ -18,7 +18,6 @@ import (
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 )
 
@@ -98,11 +97,7 @@ func (o *ImagesOptions) checkDisk(ctx context.Context, d *diskCheckOptions, p *p
 		names = names[:d.MaxNodes]
 	}
 	sort.Strings(names)
-	nodes, err := o.nodesByName(ctx, names)
-	if err != nil {
-		warn("skipped: %v", err)
-		return nil
-	}
+	nodes := o.nodesByName(names)
 	platforms := map[diskcheck.Platform]bool{}
 	for _, n := range nodes {
 		platforms[diskcheck.NodePlatform(n)] = true
@@ -231,28 +226,16 @@ func (o *ImagesOptions) checkDisk(ctx context.Context, d *diskCheckOptions, p *p
 	return nil
 }
 
-// nodesByName reads the checked nodes (platform, images held) with one
-// list served from the API server's cache.
-func (o *ImagesOptions) nodesByName(ctx context.Context, names []string) (map[string]*corev1.Node, error) {
-	opts := metav1.ListOptions{ResourceVersion: "0"}
-	if o.selector != nil && !o.selector.Empty() {
-		opts.LabelSelector = o.selector.String()
-	}
-	l, err := o.client.CoreV1().Nodes().List(ctx, opts)
-	if err != nil {
-		return nil, fmt.Errorf("listing nodes: %w", err)
-	}
-	want := map[string]bool{}
+// nodesByName returns the checked nodes (platform, images held) as
+// planning listed them (keepNodeImages): no second list.
+func (o *ImagesOptions) nodesByName(names []string) map[string]*corev1.Node {
+	out := make(map[string]*corev1.Node, len(names))
 	for _, n := range names {
-		want[n] = true
-	}
-	out := map[string]*corev1.Node{}
-	for i := range l.Items {
-		if want[l.Items[i].Name] {
-			out[l.Items[i].Name] = &l.Items[i]
+		if node := o.nodes[n]; node != nil {
+			out[n] = node
 		}
 	}
-	return out, nil
+	return out
 }
 
 func nodeList(ns []string) string {

@@ -284,6 +284,7 @@ func (o *ImagesOptions) Run(ctx context.Context) error {
 	if o.Persist != "" {
 		return o.persist(ctx)
 	}
+	o.keepNodeImages = !o.disk.Skip // the disk check reads what nodes hold
 	p, err := o.plan(ctx, items, o.RuntimeEndpoint, true)
 	if err != nil {
 		return err
