@@ -159,15 +159,7 @@ func newCmd(o *Options) *cobra.Command {
 		Long:                  mirrorLong,
 		Example:               mirrorExample,
 		SilenceUsage:          true,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Complete(cmd, args); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE:                  cmdutil.RunE(o),
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.To, "to", o.To, "Registry (and optional path prefix, where {registry} stands for the source registry) to copy into, e.g. registry.local:5000/mirror. Required.")
