@@ -14,6 +14,7 @@ import (
 	"github.com/coral-dev/coral/pkg/cmd/cmdutil"
 	"github.com/coral-dev/coral/pkg/jobs"
 	"github.com/coral-dev/coral/pkg/plan"
+	"github.com/coral-dev/coral/pkg/progress"
 	"github.com/coral-dev/coral/pkg/report"
 	"github.com/coral-dev/coral/pkg/report/output"
 	"github.com/coral-dev/coral/pkg/run"
@@ -72,7 +73,7 @@ func newRunOptions(flags *genericclioptions.ConfigFlags, streams genericiooption
 		Timeout:          15 * time.Minute,
 		Retries:          3,
 		DryRun:           "none",
-		Progress:         "auto",
+		Progress:         string(progress.Auto),
 	}
 }
 
@@ -153,10 +154,8 @@ func (o *RunOptions) validate() error {
 	default:
 		return cmdutil.BadInputf(`--mode must be auto, jobs or pods, got %q`, o.Mode)
 	}
-	switch o.Progress {
-	case "auto", "bar", "plain", "none":
-	default:
-		return cmdutil.BadInputf(`--progress must be auto, bar, plain or none, got %q`, o.Progress)
+	if _, err := progress.ParseMode(o.Progress); err != nil {
+		return cmdutil.BadInputf("--progress %v", err)
 	}
 	if _, err := source.FromArgs([]string{o.WorkerImage}); err != nil {
 		return cmdutil.BadInputf("--worker-image: %v", err)
@@ -216,7 +215,7 @@ func (o *RunOptions) execute(ctx context.Context, kind string, p *plan.Plan, njs
 	if err := o.preflight(ctx, njs); err != nil {
 		return nil, err
 	}
-	prog := newProgress(o.ErrOut, o.Progress, len(njs), len(p.Skipped))
+	prog := newRunProgress(o.ErrOut, o.Progress, len(njs), len(p.Skipped))
 	engine := &run.Engine{
 		Client: o.client, Namespace: o.namespace, RunID: o.runID, Mode: mode,
 		MaxInFlight: o.MaxNodesInFlight, NodeTimeout: o.Timeout, KeepJobs: o.KeepJobs,
