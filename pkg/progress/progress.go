@@ -124,16 +124,38 @@ func (p *Printer) UpdateEvery() time.Duration {
 	return time.Second
 }
 
-// Status sets the status: with Bar it is drawn in place (at most every
-// RedrawEvery; a status that comes sooner is drawn when that time is up,
-// unless a newer one or Clear comes first); with Plain it is printed as a
-// line when nothing was printed for Heartbeat.
-func (p *Printer) Status(s string) {
+// Status sets the status (see Update).
+func (p *Printer) Status(s string) { p.Update(s) }
+
+// Update prints lines as lasting lines and sets the status, "" for none.
+//
+// With Bar, the lines go above the status line, which is then drawn at
+// once; without lines, the status is drawn in place at most every
+// RedrawEvery: one that comes sooner is drawn when that time is up, unless
+// a newer one or Clear comes first. With Plain, the lines are printed, and
+// the status too when nothing was printed for Heartbeat. With None,
+// nothing is printed.
+func (p *Printer) Update(status string, lines ...string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.updateLocked(status, lines...)
+}
+
+func (p *Printer) updateLocked(status string, lines ...string) {
 	switch p.mode {
 	case Bar:
-		p.status = s
+		p.status = status
+		if len(lines) > 0 || status == "" {
+			p.cancelLocked()
+			p.eraseLocked()
+			for _, l := range lines {
+				p.printLocked(l)
+			}
+			if status != "" {
+				p.drawLocked()
+			}
+			return
+		}
 		if p.pending != nil {
 			return // the pending draw shows the latest status
 		}
@@ -144,28 +166,21 @@ func (p *Printer) Status(s string) {
 		}
 		p.drawLocked()
 	case Plain:
-		if s != "" && p.now().Sub(p.printed) >= p.beat {
-			p.printLocked(s)
+		for _, l := range lines {
+			p.printLocked(l)
+		}
+		if status != "" && p.now().Sub(p.printed) >= p.beat {
+			p.printLocked(status)
 		}
 	}
 }
 
-// Line prints s as a lasting line (a newline is added), above the status
-// line; with None it prints nothing.
+// Line prints s as a lasting line (a newline is added) above the status
+// line, which stays as it is.
 func (p *Printer) Line(s string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	switch p.mode {
-	case Bar:
-		p.eraseLocked()
-		p.printLocked(s)
-		if p.status != "" {
-			p.cancelLocked()
-			p.drawLocked()
-		}
-	case Plain:
-		p.printLocked(s)
-	}
+	p.updateLocked(p.status, s)
 }
 
 // Linef formats and prints a lasting line (see Line).
@@ -173,13 +188,7 @@ func (p *Printer) Linef(format string, args ...any) { p.Line(fmt.Sprintf(format,
 
 // Clear removes the status line and forgets the status. Call it before
 // anything else writes to the stream, and when done.
-func (p *Printer) Clear() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.cancelLocked()
-	p.eraseLocked()
-	p.status = ""
-}
+func (p *Printer) Clear() { p.Update("") }
 
 func (p *Printer) drawPending(gen int) {
 	p.mu.Lock()

@@ -188,6 +188,33 @@ func TestBarThrottlesRedraws(t *testing.T) {
 	}
 }
 
+// Update puts lines and the new status on the screen at once, throttle or
+// not: the lines tell of events, and the status after them is news.
+func TestUpdateDrawsLinesAndTheNewStatusAtOnce(t *testing.T) {
+	p, buf, c := newTest(Bar)
+	p.every = time.Hour // the clock stands still: every status is too soon
+	p.Status("[0/2]")
+	p.Status("[0/2] later") // pending
+	p.Update("[1/2]", "a: done", "a: warning")
+	p.Update("", "b: failed") // done: no status line after the last lines
+	p.Status("")
+	want := eraseLine + "[0/2]" +
+		eraseLine + "a: done\n" + "a: warning\n" + eraseLine + "[1/2]" +
+		eraseLine + "b: failed\n"
+	if got := buf.String(); got != want {
+		t.Fatalf("bar: got  %q\nwant %q", got, want)
+	}
+
+	p, buf, c = newTest(Plain)
+	c.add(Heartbeat)
+	p.Update("[1/2]", "a: done") // a line was just printed: no heartbeat
+	c.add(Heartbeat)
+	p.Update("[1/2] 10s") // quiet for Heartbeat: the status is the heartbeat
+	if got, want := buf.String(), "a: done\n[1/2] 10s\n"; got != want {
+		t.Fatalf("plain: got %q, want %q", got, want)
+	}
+}
+
 func TestBarCutsTheStatusToTheTerminal(t *testing.T) {
 	p, buf, _ := newTest(Bar)
 	p.columns = func() int { return 10 }

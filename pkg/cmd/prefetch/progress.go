@@ -54,13 +54,14 @@ func (p *runProgress) Event(ev run.Event) {
 		if ev.Failed > 0 {
 			status = fmt.Sprintf("%d failed: %s", ev.Failed, oneLine(ev.Message, 160))
 		}
+		var lines []string
 		switch {
 		case plain:
-			p.out.Linef("[%d/%d] %s: %s (%s)", ev.Done, ev.Total, ev.Node, status, ev.Duration.Round(100*time.Millisecond))
+			lines = append(lines, fmt.Sprintf("[%d/%d] %s: %s (%s)", ev.Done, ev.Total, ev.Node, status, ev.Duration.Round(100*time.Millisecond)))
 		case ev.Failed > 0: // a bar: only failures get a line
-			p.out.Linef("%s: %s", ev.Node, status)
+			lines = append(lines, fmt.Sprintf("%s: %s", ev.Node, status))
 		}
-		p.out.Status(p.bar(ev.Done))
+		p.out.Update(p.bar(ev.Done), lines...)
 	}
 }
 
