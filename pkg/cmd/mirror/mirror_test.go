@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -60,7 +59,7 @@ func runMirror(t *testing.T, stdin string, args []string, opts ...runOpt) result
 		t.Setenv("DOCKER_CONFIG", t.TempDir())
 	}
 	o := NewOptions(flags, streams)
-	o.isTerminal = func(io.Writer) bool { return false }
+	o.Progress = "plain"
 	ctx := context.Background()
 	for _, opt := range opts {
 		opt(o, &ctx)
