@@ -232,6 +232,7 @@ func TestMirrorBadInputWritesNothing(t *testing.T) {
 		{name: "missing platform", args: []string{good, "--to", to, "--platform", "linux/s390x"}, want: "--platform linux/s390x"},
 		{name: "bad dry run", args: []string{good, "--to", to, "--dry-run=server"}, want: "--dry-run=server is not supported"},
 		{name: "bad output", args: []string{good, "--to", to, "-o", "xml"}, want: "-o/--output"},
+		{name: "bad progress", args: []string{good, "--to", to, "--progress", "loud"}, want: `--progress must be auto, bar, plain or none, got "loud"`},
 		{name: "-A without --from-cluster", args: []string{good, "--to", to, "-A"}, want: "-A/--all-namespaces only applies to --from-cluster"},
 		{name: "missing CA file", args: []string{good, "--to", to, "--registry-ca-file", "/nonexistent/ca.crt"}, want: "--registry-ca-file /nonexistent/ca.crt"},
 		{name: "CA file without PEM", args: []string{good, "--to", to, "--registry-ca-file", notPEM}, want: "holds no PEM certificate"},
