@@ -1,5 +1,5 @@
-// Package cmdutil holds what every coral command shares: exit codes and the
-// errors that carry them.
+// Package cmdutil holds what every coral command shares: the Options shape
+// and the RunE that drives it, exit codes and the errors that carry them.
 package cmdutil
 
 import (

@@ -4,6 +4,7 @@
 package completion
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
@@ -21,6 +22,9 @@ type Options struct {
 
 	Shell          string
 	NoDescriptions bool
+
+	// Set by Complete: the program whose script is printed.
+	root *cobra.Command
 }
 
 // NewCmdCompletion builds `kubectl coral completion SHELL`.
@@ -73,22 +77,16 @@ kubectl-coral ...
 			}
 			return Shells, cobra.ShellCompDirectiveNoFileComp
 		},
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Complete(cmd, args); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Root())
-		},
+		RunE: cmdutil.RunE(o),
 	}
 	cmd.Flags().BoolVar(&o.NoDescriptions, "no-descriptions", false, "leave out the one-line descriptions of commands and flags")
 	return cmd
 }
 
-// Complete takes the shell from the arguments.
-func (o *Options) Complete(_ *cobra.Command, args []string) error {
+// Complete takes the shell from the arguments, and the program (cmd's
+// root) whose script Run prints.
+func (o *Options) Complete(cmd *cobra.Command, args []string) error {
+	o.root = cmd.Root()
 	if len(args) > 0 {
 		o.Shell = args[0]
 	}
@@ -108,9 +106,9 @@ func (o *Options) Validate() error {
 	return cmdutil.BadInputf("no completion script for shell %q: use one of %s", o.Shell, strings.Join(Shells, ", "))
 }
 
-// Run prints the script for root (the kubectl-coral program).
-func (o *Options) Run(root *cobra.Command) error {
-	desc := !o.NoDescriptions
+// Run prints the script for the kubectl-coral program.
+func (o *Options) Run(context.Context) error {
+	root, desc := o.root, !o.NoDescriptions
 	switch o.Shell {
 	case "bash":
 		return root.GenBashCompletionV2(o.Out, desc)

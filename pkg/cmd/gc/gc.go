@@ -91,16 +91,8 @@ failed, 2 bad flags.`,
 
   # Only the names of what was deleted, for a script
   kubectl coral gc -A -o name`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Complete(cmd, args); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		Args:              cobra.NoArgs,
+		RunE:              cmdutil.RunE(o),
 		ValidArgsFunction: cobra.NoFileCompletions,
 	}
 	f := cmd.Flags()

@@ -93,15 +93,7 @@ Coral refuses to inject an artifact that no node holds, unless --force.`,
   # Only one container, and see the result without changing anything
   kubectl coral inject artifact bert deployment/inference -c server --dry-run=client -o yaml`,
 		Args: cobra.ArbitraryArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Complete(args); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE: cmdutil.RunE(o),
 	}
 	f := cmd.Flags()
 	f.StringArrayVarP(&o.Filenames, "filename", "f", nil, "manifests to change (with --local) or whose objects to patch; - for stdin")
@@ -117,7 +109,7 @@ Coral refuses to inject an artifact that no node holds, unless --force.`,
 }
 
 // Complete sets up names and the client.
-func (o *ArtifactOptions) Complete(args []string) error {
+func (o *ArtifactOptions) Complete(_ *cobra.Command, args []string) error {
 	if len(args) == 0 {
 		return cmdutil.BadInputf("name the artifact: kubectl coral inject artifact NAME (TYPE/NAME | -f FILE)")
 	}

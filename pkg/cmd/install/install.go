@@ -83,15 +83,7 @@ controller is ready. Run it again to upgrade to this plugin's version.`,
   # Images from your own registry
   kubectl coral install --controller-image registry.example.com/coral-controller:v0.3.0 --worker-image registry.example.com/coral-worker:v0.3.0`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if f := cmd.Flag("namespace"); f != nil && f.Changed {
-				o.Namespace = f.Value.String()
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE: cmdutil.RunE(o),
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.ControllerImage, "controller-image", o.ControllerImage, "image of the controller; $"+EnvControllerImage+" overrides the default")
@@ -108,6 +100,15 @@ controller is ready. Run it again to upgrade to this plugin's version.`,
 	f.Lookup("dry-run").NoOptDefVal = "client"
 	f.StringVarP(&o.Output, "output", "o", "", "with --dry-run: yaml (default) or json")
 	return cmd
+}
+
+// Complete takes the namespace to install into from -n, when given: the
+// kubeconfig's namespace is not a default here (coral-system is).
+func (o *Options) Complete(cmd *cobra.Command, _ []string) error {
+	if f := cmd.Flag("namespace"); f != nil && f.Changed {
+		o.Namespace = f.Value.String()
+	}
+	return nil
 }
 
 // Validate checks the flags.

@@ -54,12 +54,7 @@ nodes stay there. Running uninstall again is harmless.`,
   # Delete the prefetch objects too (the controller cleans up after each)
   kubectl coral uninstall --delete-prefetches`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if f := cmd.Flag("namespace"); f != nil && f.Changed {
-				o.Namespace = f.Value.String()
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE: cmdutil.RunE(o),
 	}
 	f := cmd.Flags()
 	f.BoolVar(&o.DeletePrefetches, "delete-prefetches", false, "delete every ImagePrefetch and ArtifactPrefetch first, letting the controller clean up")
@@ -67,6 +62,11 @@ nodes stay there. Running uninstall again is harmless.`,
 	f.DurationVar(&o.Timeout, "timeout", o.Timeout, "how long to wait for objects to go")
 	return cmd
 }
+
+// Validate checks the flags: every value uninstall takes is usable. (It
+// shadows install's Validate, which checks flags uninstall does not have;
+// Complete, the namespace from -n, is install's.)
+func (o *UninstallOptions) Validate() error { return nil }
 
 // Run removes what install applied. Objects already gone are fine.
 func (o *UninstallOptions) Run(ctx context.Context) error {

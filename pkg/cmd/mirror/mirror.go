@@ -16,6 +16,7 @@ import (
 
 	"github.com/coral-dev/coral/pkg/cmd/cmdutil"
 	mirrorlib "github.com/coral-dev/coral/pkg/mirror"
+	"github.com/coral-dev/coral/pkg/progress"
 	"github.com/coral-dev/coral/pkg/report/output"
 	"github.com/coral-dev/coral/pkg/source"
 )
@@ -111,6 +112,7 @@ type Options struct {
 	Retries            int
 	DryRun             string
 	Output             string
+	Progress           string
 
 	args      []string
 	sources   []string
@@ -121,8 +123,6 @@ type Options struct {
 
 	// newClient returns the clientset for --from-cluster and secrets.
 	newClient func() (kubernetes.Interface, error)
-	// isTerminal says whether progress may redraw a line.
-	isTerminal func(io.Writer) bool
 }
 
 // NewOptions returns Options holding every default.
@@ -134,7 +134,7 @@ func NewOptions(flags *genericclioptions.ConfigFlags, streams genericiooptions.I
 		KeepGoing:   true,
 		DryRun:      "none",
 		Retries:     mirrorlib.DefaultRetries - 1,
-		isTerminal:  isTerminal,
+		Progress:    string(progress.Auto),
 	}
 	o.newClient = func() (kubernetes.Interface, error) {
 		cfg, err := o.configFlags.ToRESTConfig()
@@ -159,15 +159,7 @@ func newCmd(o *Options) *cobra.Command {
 		Long:                  mirrorLong,
 		Example:               mirrorExample,
 		SilenceUsage:          true,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Complete(cmd, args); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run(cmd.Context())
-		},
+		RunE:                  cmdutil.RunE(o),
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.To, "to", o.To, "Registry (and optional path prefix, where {registry} stands for the source registry) to copy into, e.g. registry.local:5000/mirror. Required.")
@@ -188,6 +180,7 @@ func newCmd(o *Options) *cobra.Command {
 	f.StringVar(&o.DryRun, "dry-run", o.DryRun, `"client" (or just --dry-run): print the plan (source, destination, digest, bytes to send, already present) and write nothing`)
 	f.Lookup("dry-run").NoOptDefVal = "client"
 	f.StringVarP(&o.Output, "output", "o", o.Output, "Output format: "+strings.Join(output.Formats, "|")+" (default: a table).")
+	f.StringVar(&o.Progress, "progress", o.Progress, "Progress on stderr: auto (a status line on a terminal, lines otherwise), bar, plain or none.")
 	return cmd
 }
 
@@ -249,6 +242,9 @@ func (o *Options) Validate() error {
 	}
 	if err := output.ValidateFormat(o.Output); err != nil {
 		return cmdutil.BadInput(err)
+	}
+	if _, err := progress.ParseMode(o.Progress); err != nil {
+		return cmdutil.BadInputf("--progress %v", err)
 	}
 	if o.tagFilter, err = mirrorlib.NewTagFilter(o.AllTags, o.Tags, o.Semver); err != nil {
 		return cmdutil.BadInput(err)
@@ -312,20 +308,20 @@ func (o *Options) Run(ctx context.Context) error {
 	if err != nil {
 		return interruptedOr(ctx, cmdutil.BadInput(err))
 	}
-	pr := newProgressPrinter(o.ErrOut, o.isTerminal(o.ErrOut))
+	pr := progress.New(o.ErrOut, progress.Mode(o.Progress))
 	opts := append([]mirrorlib.Option{
 		mirrorlib.WithSourceKeychain(srcKC),
 		mirrorlib.WithDestinationKeychain(dstKC),
-		mirrorlib.WithProgress(pr.update, pr.interval()),
+		mirrorlib.WithProgress(copyProgress{out: pr}.update, pr.UpdateEvery()),
 	}, o.extraOpts...)
 	m, err := mirrorlib.New(opts...)
 	if err != nil {
 		return cmdutil.BadInput(err)
 	}
 
-	pr.status(fmt.Sprintf("resolving %d %s …", len(sources), plural(len(sources), "source", "sources")))
+	pr.Status(fmt.Sprintf("resolving %d %s …", len(sources), plural(len(sources), "source", "sources")))
 	plan, err := m.Plan(ctx, sources, o.dest)
-	pr.clear()
+	pr.Clear()
 	if err != nil {
 		return interruptedOr(ctx, cmdutil.BadInput(withHints(err)))
 	}
@@ -341,7 +337,7 @@ func (o *Options) Run(ctx context.Context) error {
 	}
 
 	rep, copyErr := m.Copy(ctx, plan)
-	pr.done()
+	pr.Clear()
 	if err := output.Print(o.Out, o.Output, rep, func(w io.Writer, wide bool) error { return printTable(w, rep, wide) }); err != nil {
 		return err
 	}

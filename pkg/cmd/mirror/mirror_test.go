@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -60,7 +59,7 @@ func runMirror(t *testing.T, stdin string, args []string, opts ...runOpt) result
 		t.Setenv("DOCKER_CONFIG", t.TempDir())
 	}
 	o := NewOptions(flags, streams)
-	o.isTerminal = func(io.Writer) bool { return false }
+	o.Progress = "plain"
 	ctx := context.Background()
 	for _, opt := range opts {
 		opt(o, &ctx)
@@ -233,6 +232,7 @@ func TestMirrorBadInputWritesNothing(t *testing.T) {
 		{name: "missing platform", args: []string{good, "--to", to, "--platform", "linux/s390x"}, want: "--platform linux/s390x"},
 		{name: "bad dry run", args: []string{good, "--to", to, "--dry-run=server"}, want: "--dry-run=server is not supported"},
 		{name: "bad output", args: []string{good, "--to", to, "-o", "xml"}, want: "-o/--output"},
+		{name: "bad progress", args: []string{good, "--to", to, "--progress", "loud"}, want: `--progress must be auto, bar, plain or none, got "loud"`},
 		{name: "-A without --from-cluster", args: []string{good, "--to", to, "-A"}, want: "-A/--all-namespaces only applies to --from-cluster"},
 		{name: "missing CA file", args: []string{good, "--to", to, "--registry-ca-file", "/nonexistent/ca.crt"}, want: "--registry-ca-file /nonexistent/ca.crt"},
 		{name: "CA file without PEM", args: []string{good, "--to", to, "--registry-ca-file", notPEM}, want: "holds no PEM certificate"},

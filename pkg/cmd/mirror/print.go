@@ -3,15 +3,12 @@ package mirror
 import (
 	"fmt"
 	"io"
-	"os"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
-	"golang.org/x/term"
-
 	mirrorlib "github.com/coral-dev/coral/pkg/mirror"
+	"github.com/coral-dev/coral/pkg/progress"
 	"github.com/coral-dev/coral/pkg/report"
 )
 
@@ -104,76 +101,25 @@ func plural(n int, one, many string) string {
 	return many
 }
 
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	return ok && term.IsTerminal(int(f.Fd()))
+// copyProgress shows a copy's progress: a line per finished image, and a
+// status line (a heartbeat line when not on a terminal) while bytes flow.
+type copyProgress struct {
+	out *progress.Printer
 }
 
-// progressPrinter draws progress on stderr: a status line redrawn in place
-// on a terminal, plain lines otherwise (one per finished image, and a
-// heartbeat while bytes flow).
-type progressPrinter struct {
-	w        io.Writer
-	tty      bool
-	mu       sync.Mutex
-	drawn    bool
-	lastBeat time.Time
-}
-
-func newProgressPrinter(w io.Writer, tty bool) *progressPrinter {
-	return &progressPrinter{w: w, tty: tty, lastBeat: time.Now()}
-}
-
-func (p *progressPrinter) interval() time.Duration {
-	if p.tty {
-		return 200 * time.Millisecond
-	}
-	return time.Second
-}
-
-// status draws a transient line (terminals only).
-func (p *progressPrinter) status(s string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.draw(s)
-}
-
-func (p *progressPrinter) draw(s string) {
-	if !p.tty {
-		return
-	}
-	fmt.Fprintf(p.w, "\r\x1b[2K%s", s)
-	p.drawn = true
-}
-
-func (p *progressPrinter) clearLocked() {
-	if p.drawn {
-		fmt.Fprint(p.w, "\r\x1b[2K")
-		p.drawn = false
-	}
-}
-
-func (p *progressPrinter) clear() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.clearLocked()
-}
-
-func (p *progressPrinter) done() { p.clear() }
-
-func (p *progressPrinter) update(pr mirrorlib.Progress) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if len(pr.Finished) > 0 {
-		p.clearLocked()
-		for _, r := range pr.Finished {
-			if r.Status == mirrorlib.StatusFailed {
-				fmt.Fprintf(p.w, "  failed  %s → %s: %s\n", r.Source, r.Destination, strings.Join(strings.Fields(r.Message), " "))
-				continue
-			}
-			fmt.Fprintf(p.w, "  copied  %s → %s  %s in %s\n", r.Source, r.Destination, humanOrZero(r.Bytes), seconds(r.Seconds))
+// update is the library's progress callback.
+func (c copyProgress) update(pr mirrorlib.Progress) {
+	var lines []string
+	for _, r := range pr.Finished {
+		if r.Status == mirrorlib.StatusFailed {
+			lines = append(lines, fmt.Sprintf("  failed  %s → %s: %s", r.Source, r.Destination, strings.Join(strings.Fields(r.Message), " ")))
+			continue
 		}
-		p.lastBeat = time.Now()
+		lines = append(lines, fmt.Sprintf("  copied  %s → %s  %s in %s", r.Source, r.Destination, humanOrZero(r.Bytes), seconds(r.Seconds)))
+	}
+	if pr.Done >= pr.Images {
+		c.out.Update("", lines...) // all done: no status line after the last lines
+		return
 	}
 	rate := ""
 	if secs := pr.Elapsed.Seconds(); secs > 0 && pr.Bytes > 0 {
@@ -183,14 +129,5 @@ func (p *progressPrinter) update(pr mirrorlib.Progress) {
 	if pr.Failed > 0 {
 		line += fmt.Sprintf(" · %d failed", pr.Failed)
 	}
-	if p.tty {
-		if pr.Done < pr.Images {
-			p.draw(line)
-		}
-		return
-	}
-	if pr.Done < pr.Images && time.Since(p.lastBeat) >= 10*time.Second {
-		fmt.Fprintln(p.w, line)
-		p.lastBeat = time.Now()
-	}
+	c.out.Update(line, lines...)
 }

@@ -111,7 +111,7 @@ host.`,
   # Unpack an archive; checksums from a SHA256SUMS file
   kubectl coral prefetch artifacts https://dl.example.com/v2/tools.tar.gz --name tools --extract --checksum-url https://dl.example.com/v2/SHA256SUMS`,
 		Args: cobra.ArbitraryArgs,
-		RunE: runE(o),
+		RunE: cmdutil.RunE(o),
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.Name, "name", "", "the artifact's name: its directory on each node and its node label (required)")

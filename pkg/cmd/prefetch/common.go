@@ -14,12 +14,12 @@ import (
 	"github.com/coral-dev/coral/pkg/cmd/cmdutil"
 	"github.com/coral-dev/coral/pkg/jobs"
 	"github.com/coral-dev/coral/pkg/plan"
+	"github.com/coral-dev/coral/pkg/progress"
 	"github.com/coral-dev/coral/pkg/report"
 	"github.com/coral-dev/coral/pkg/report/output"
 	"github.com/coral-dev/coral/pkg/run"
 	"github.com/coral-dev/coral/pkg/source"
 	"github.com/coral-dev/coral/pkg/version"
-	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -31,26 +31,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/pager"
 )
-
-// command is the kubectl Options shape every prefetch command has.
-type command interface {
-	Complete(cmd *cobra.Command, args []string) error
-	Validate() error
-	Run(ctx context.Context) error
-}
-
-// runE wires a command's Complete, Validate and Run to cobra.
-func runE(o command) func(*cobra.Command, []string) error {
-	return func(cmd *cobra.Command, args []string) error {
-		if err := o.Complete(cmd, args); err != nil {
-			return err
-		}
-		if err := o.Validate(); err != nil {
-			return err
-		}
-		return o.Run(cmd.Context())
-	}
-}
 
 // RunOptions are the flags and state every prefetch command shares: which
 // nodes, which worker, how the run behaves, how results are shown. The two
@@ -99,7 +79,7 @@ func newRunOptions(flags *genericclioptions.ConfigFlags, streams genericiooption
 		Timeout:          15 * time.Minute,
 		Retries:          3,
 		DryRun:           "none",
-		Progress:         "auto",
+		Progress:         string(progress.Auto),
 	}
 }
 
@@ -183,10 +163,8 @@ func (o *RunOptions) validate() error {
 	default:
 		return cmdutil.BadInputf(`--mode must be auto, jobs or pods, got %q`, o.Mode)
 	}
-	switch o.Progress {
-	case "auto", "bar", "plain", "none":
-	default:
-		return cmdutil.BadInputf(`--progress must be auto, bar, plain or none, got %q`, o.Progress)
+	if _, err := progress.ParseMode(o.Progress); err != nil {
+		return cmdutil.BadInputf("--progress %v", err)
 	}
 	if _, err := source.FromArgs([]string{o.WorkerImage}); err != nil {
 		return cmdutil.BadInputf("--worker-image: %v", err)
@@ -293,7 +271,7 @@ func (o *RunOptions) execute(ctx context.Context, kind string, p *plan.Plan, njs
 	if err := o.preflight(ctx, njs); err != nil {
 		return nil, err
 	}
-	prog := newProgress(o.ErrOut, o.Progress, len(njs), len(p.Skipped))
+	prog := newRunProgress(o.ErrOut, o.Progress, len(njs), len(p.Skipped))
 	engine := &run.Engine{
 		Client: o.client, Namespace: o.namespace, RunID: o.runID, Mode: mode,
 		MaxInFlight: o.MaxNodesInFlight, NodeTimeout: o.Timeout, KeepJobs: o.KeepJobs,

@@ -139,7 +139,7 @@ deleted).`,
   # Print the Jobs that would be created, create nothing
   kubectl coral prefetch images redis:7 --dry-run=client -o yaml`,
 		Args: cobra.ArbitraryArgs,
-		RunE: runE(o),
+		RunE: cmdutil.RunE(o),
 	}
 	f := cmd.Flags()
 	f.StringArrayVarP(&o.Filenames, "filename", "f", nil, "file with images: a plain list or Kubernetes manifests; - for stdin (repeatable)")

@@ -2,6 +2,7 @@
 package version
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -85,16 +86,8 @@ The version command does not contact the cluster.`,
 
   # Just the version
   kubectl coral version -o json | jq -r .version`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := o.Complete(cmd, args); err != nil {
-				return err
-			}
-			if err := o.Validate(); err != nil {
-				return err
-			}
-			return o.Run()
-		},
+		Args:              cobra.NoArgs,
+		RunE:              cmdutil.RunE(o),
 		ValidArgsFunction: cobra.NoFileCompletions,
 	}
 	cmd.Flags().StringVarP(&o.Output, "output", "o", "", "output format: "+strings.Join(outputFormats, " or ")+" (default: text)")
@@ -119,7 +112,7 @@ func (o *Options) Validate() error {
 }
 
 // Run prints the information.
-func (o *Options) Run() error {
+func (o *Options) Run(context.Context) error {
 	switch o.Output {
 	case "json":
 		b, err := json.MarshalIndent(o.info, "", "  ")

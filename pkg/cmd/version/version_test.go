@@ -129,7 +129,7 @@ func TestVersionNamesAnOverriddenWorkerImage(t *testing.T) {
 	if err := o.Complete(nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := o.Run(); err != nil {
+	if err := o.Run(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	want := "Worker image: registry.example.com/coral/worker:v1.2.3 (from $CORAL_WORKER_IMAGE)\n"

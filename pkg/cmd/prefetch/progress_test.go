@@ -1,0 +1,70 @@
+package prefetch
+
+import (
+	"bytes"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coral-dev/coral/pkg/run"
+)
+
+// events is a run over two nodes: one pulls, one fails, with a warning.
+func events(p *runProgress) {
+	p.Start("abc123", "coral-system")
+	p.Event(run.Event{Type: run.EventCreated, Node: "node-a", Done: 0, Total: 2})
+	p.Event(run.Event{Type: run.EventCreated, Node: "node-b", Done: 0, Total: 2})
+	p.Event(run.Event{Type: run.EventRunning, Node: "node-a", Done: 0, Total: 2})
+	p.Event(run.Event{Type: run.EventFinished, Node: "node-a", Done: 1, Total: 2, Duration: 1500 * time.Millisecond})
+	p.Event(run.Event{Type: run.EventWarning, Message: "node-b: FailedMount"})
+	p.Event(run.Event{Type: run.EventFinished, Node: "node-b", Done: 2, Total: 2, Failed: 1, Message: "pulling x:\n  unauthorized", Duration: 2 * time.Second})
+	p.Finish(false)
+}
+
+func TestRunProgressPlain(t *testing.T) {
+	var buf bytes.Buffer
+	events(newRunProgress(&buf, "auto", 2, 1)) // a buffer is no terminal: plain lines
+	got := regexp.MustCompile(`finished in [0-9.]+m?s`).ReplaceAllString(buf.String(), "finished in T")
+	want := `run abc123: 2 nodes in namespace coral-system (1 skipped)
+[0/2] node-a: job created
+[0/2] node-b: job created
+[1/2] node-a: done (1.5s)
+warning: node-b: FailedMount
+[2/2] node-b: 1 failed: pulling x:   unauthorized (2s)
+finished in T
+`
+	if got != want {
+		t.Fatalf("got\n%s\nwant\n%s", got, want)
+	}
+}
+
+func TestRunProgressBar(t *testing.T) {
+	var buf bytes.Buffer
+	events(newRunProgress(&buf, "bar", 2, 0))
+	out := buf.String()
+	for _, want := range []string{
+		"run abc123: 2 nodes in namespace coral-system\n",
+		"prefetching   0% |",
+		"warning: node-b: FailedMount\n",
+		"node-b: 1 failed: pulling x:   unauthorized\n",
+		"\r\x1b[2Kfinished in ",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in\n%q", want, out)
+		}
+	}
+	for _, not := range []string{"job created", "node-a: done"} {
+		if strings.Contains(out, not) {
+			t.Errorf("a bar prints %q in\n%q", not, out)
+		}
+	}
+}
+
+func TestRunProgressNone(t *testing.T) {
+	var buf bytes.Buffer
+	events(newRunProgress(&buf, "none", 2, 0))
+	if buf.Len() != 0 {
+		t.Fatalf("got %q", buf.String())
+	}
+}
