@@ -3,8 +3,11 @@ package main
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -209,4 +212,29 @@ func TestCheckReport(t *testing.T) {
 	if err := checkReport(wrongDigest, f, 2, &runResult{}); err == nil {
 		t.Error("a digest mismatch went unnoticed")
 	}
+}
+
+// The harness holds a lot of memory; the peak RSS it reports for a child
+// must be the child's own, not what the kernel carries over from the
+// harness into ru_maxrss.
+func TestSampleHWMIsTheChildsOwn(t *testing.T) {
+	ballast := make([]byte, 300<<20)
+	for i := range ballast {
+		ballast[i] = 1
+	}
+	cmd := exec.Command("sleep", "0.4")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	peak := sampleHWM(cmd.Process.Pid)
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	got := peak()
+	maxrss := float64(cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss) / 1024
+	t.Logf("sleep: sampled peak %.1f MB, ru_maxrss %.1f MB", got, maxrss)
+	if got <= 0 || got > 50 {
+		t.Errorf("sampled peak RSS of sleep = %.1f MB, want a few MB", got)
+	}
+	runtime.KeepAlive(ballast)
 }
