@@ -87,17 +87,22 @@ type Engine struct {
 	// MaxInFlight caps the workers that exist at once (a pod created, its
 	// report not yet in): what a registry and the nodes feel.
 	MaxInFlight int
-	// JobsAhead (jobs mode) lets this many more Jobs than MaxInFlight wait
-	// for the Job controller while it is backlogged — while a created Job
-	// has had no pod for JobBacklogAfter — and never more worker pods than
-	// MaxInFlight exist when a Job is created. A Job controller that keeps
-	// up (the common case: pulls take longer than it takes to make a pod)
-	// makes its pods at once, the queue stays empty and MaxInFlight is
-	// strict; one that lags is kept fed instead of being handed a Job per
-	// report (bench-scale: the cap alone made a 1000-node run 1.96x the
-	// time the control plane allows). Pods that wait for the controller
-	// pull nothing; when it catches up at most MaxInFlight+JobsAhead
-	// workers run. Default MaxInFlight; negative turns it off.
+	// JobsAhead (jobs mode) lets up to this many more Jobs than MaxInFlight
+	// wait for a lagging Job controller. A Job is created beyond
+	// MaxInFlight only while (1) a created Job has waited JobBacklogAfter
+	// for its pod — the controller is behind, not the workers — and (2)
+	// fewer than MaxInFlight worker pods exist, and (3) by Little's law the
+	// workers would stay under the cap if the controller were fed: the
+	// rate at which pods appeared over the last 10 s times a worker's
+	// recent time from pod to report is at most MaxInFlight/2. Jobs that
+	// wait for the controller pull nothing. When pulls are slow (the cap is
+	// what bounds the run, as meant) (3) keeps the cap strict; when
+	// workers are quick and the controller is the bound (bench-scale: 1 s
+	// workers, 1000 nodes) the controller is kept fed instead of handed a
+	// Job per report, which made such a run 1.96x the time the control
+	// plane allows. Should workers slow down while Jobs wait, at most
+	// MaxInFlight+JobsAhead run at once. Default 4*MaxInFlight; negative
+	// turns it off.
 	JobsAhead int
 	// JobBacklogAfter is how long a Job may wait for its pod before the
 	// Job controller counts as backlogged. Default 1s.
@@ -270,7 +275,7 @@ func (e *Engine) defaults() {
 		e.MaxInFlight = 1
 	}
 	if e.JobsAhead == 0 {
-		e.JobsAhead = e.MaxInFlight
+		e.JobsAhead = 4 * e.MaxInFlight
 	}
 	if e.JobsAhead < 0 || e.Mode == ModePods {
 		e.JobsAhead = 0
@@ -334,9 +339,15 @@ type runner struct {
 	// Job controller).
 	live    int
 	podless int
-	// backlogged: a live Job has waited JobBacklogAfter for its pod
-	// (checkDeadlines keeps it current).
+	// backlogged: a live Job has waited JobBacklogAfter for its pod;
+	// aheadOK: backlogged and Little's law allows Jobs ahead (JobsAhead).
+	// checkDeadlines keeps both current from podTimes (when pods appeared,
+	// the last 10 s) and work (a worker's time from pod to report, a
+	// moving average).
 	backlogged bool
+	aheadOK    bool
+	podTimes   []time.Time
+	work       time.Duration
 	createErr  error // a watch error worth explaining (RBAC)
 }
 
@@ -361,7 +372,7 @@ func (r *runner) canCreate() bool {
 	if r.live < r.e.MaxInFlight {
 		return true
 	}
-	return r.backlogged && r.live-r.podless < r.e.MaxInFlight && r.live < r.e.MaxInFlight+r.e.JobsAhead
+	return r.aheadOK && r.live-r.podless < r.e.MaxInFlight && r.live < r.e.MaxInFlight+r.e.JobsAhead
 }
 
 // dispatch creates workers in plan order within the flow-control limits.
@@ -433,6 +444,10 @@ func (r *runner) finishLocked(st *nodeState, res NodeResult) {
 		r.live--
 		if st.podSeen.IsZero() {
 			r.podless--
+		} else if d := time.Since(st.podSeen); r.work == 0 {
+			r.work = d
+		} else {
+			r.work += (d - r.work) / 8
 		}
 	}
 	st.result = res
@@ -484,7 +499,6 @@ func (r *runner) checkDeadlines(ctx context.Context) {
 	var timedOut []late
 	now := time.Now()
 	r.mu.Lock()
-	wasBacklogged := r.backlogged
 	r.backlogged = false
 	for _, st := range r.order {
 		// A Job the controller cannot make a pod for (FailedCreate: quota,
@@ -519,7 +533,9 @@ func (r *runner) checkDeadlines(ctx context.Context) {
 			r.finishLocked(st, failAll(st, "the Job cannot create its pod: "+explainAdmission(st.createErr, r.e.Namespace)))
 		}
 	}
-	if r.backlogged && !wasBacklogged {
+	wasOK := r.aheadOK
+	r.aheadOK = r.backlogged && r.littleAllows(now)
+	if r.aheadOK && !wasOK {
 		r.signal() // dispatch may create Jobs ahead now
 	}
 	r.mu.Unlock()
@@ -535,6 +551,24 @@ func (r *runner) checkDeadlines(ctx context.Context) {
 		r.finishLocked(l.st, failAll(l.st, l.msg))
 		r.mu.Unlock()
 	}
+}
+
+// littleAllows says whether, by Little's law, the workers would stay at or
+// under MaxInFlight/2 if the Job controller were fed: pods appearing at the
+// rate of the last 10 s, each working r.work. Before any worker reported,
+// JobsAhead is not used. r.mu held.
+func (r *runner) littleAllows(now time.Time) bool {
+	const window = 10 * time.Second
+	i := 0
+	for i < len(r.podTimes) && now.Sub(r.podTimes[i]) > window {
+		i++
+	}
+	r.podTimes = r.podTimes[i:]
+	if r.work == 0 {
+		return false
+	}
+	rate := float64(len(r.podTimes)) / window.Seconds()
+	return rate*r.work.Seconds() <= float64(r.e.MaxInFlight)/2
 }
 
 // cleanup deletes every worker of the run and the run's Lease. Small runs

@@ -313,16 +313,17 @@ func TestNodeDownAtTheDeadline(t *testing.T) {
 }
 
 // A Job controller that lags gets Jobs ahead of the cap (bounded by
-// JobsAhead) instead of one per report; with JobsAhead < 0 the cap is
-// strict. The "controller" here makes no pod until released.
+// JobsAhead) instead of one per report, once workers have shown they are
+// quick; with JobsAhead < 0 the cap is strict. The "controller" here serves
+// the first two Jobs at once and makes no other pod until released.
 func TestRunFeedsABackloggedJobController(t *testing.T) {
 	for _, tc := range []struct {
-		name      string
-		ahead     int
-		wantQueue int
+		name  string
+		ahead int
+		want  int // Jobs created before the release: 2 served + the queue
 	}{
-		{"ahead", 3, 5},
-		{"strict", -1, 2},
+		{"ahead", 3, 2 + 5},
+		{"strict", -1, 2 + 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newClient()
@@ -343,8 +344,11 @@ func TestRunFeedsABackloggedJobController(t *testing.T) {
 					if ev.Type != watch.Added {
 						continue
 					}
-					created.Add(1)
 					job := ev.Object.(*batchv1.Job)
+					if created.Add(1) <= 2 {
+						go k.runPod(ctx, job)
+						continue
+					}
 					go func() {
 						select {
 						case <-release:
@@ -355,7 +359,7 @@ func TestRunFeedsABackloggedJobController(t *testing.T) {
 				}
 			}()
 			e := &Engine{Client: c, Namespace: ns, RunID: "r1", MaxInFlight: 2, JobsAhead: tc.ahead, JobBacklogAfter: 50 * time.Millisecond, NodeTimeout: 20 * time.Second}
-			nodes := []string{"n1", "n2", "n3", "n4", "n5", "n6", "n7", "n8"}
+			nodes := []string{"n1", "n2", "n3", "n4", "n5", "n6", "n7", "n8", "n9", "n10"}
 			type out struct {
 				res []NodeResult
 				err error
@@ -368,8 +372,8 @@ func TestRunFeedsABackloggedJobController(t *testing.T) {
 			// Well past JobBacklogAfter and several deadline checks: the
 			// queue is as long as it may get, and no longer.
 			time.Sleep(1500 * time.Millisecond)
-			if got := int(created.Load()); got != tc.wantQueue {
-				t.Errorf("%d Jobs created while the controller made no pod, want %d (MaxInFlight 2, JobsAhead %d)", got, tc.wantQueue, tc.ahead)
+			if got := int(created.Load()); got != tc.want {
+				t.Errorf("%d Jobs created while the controller made no pod after the first 2, want %d (MaxInFlight 2, JobsAhead %d)", got, tc.want, tc.ahead)
 			}
 			close(release)
 			o := <-done
@@ -387,6 +391,35 @@ func TestRunFeedsABackloggedJobController(t *testing.T) {
 				t.Errorf("%d Jobs created in all, want %d", got, len(nodes))
 			}
 		})
+	}
+}
+
+// Jobs ahead only when, by Little's law, the workers would stay at or
+// under half the cap: pods appearing at the recent rate times a worker's time.
+func TestLittleAllows(t *testing.T) {
+	now := time.Now()
+	r := &runner{e: &Engine{MaxInFlight: 10}}
+	for i := range 20 { // 20 pods in the last 10 s: 2/s
+		r.podTimes = append(r.podTimes, now.Add(-time.Duration(i)*400*time.Millisecond))
+	}
+	r.podTimes = append([]time.Time{now.Add(-time.Minute)}, r.podTimes...) // too old to count
+	for _, tc := range []struct {
+		work time.Duration
+		want bool
+	}{
+		{0, false},                      // no worker has reported yet
+		{2 * time.Second, true},         // 2/s x 2 s = 4 <= 5
+		{2500 * time.Millisecond, true}, // 5 <= 5
+		{3 * time.Second, false},        // 6 > 5: slow pulls keep the cap strict
+		{30 * time.Second, false},
+	} {
+		r.work = tc.work
+		if got := r.littleAllows(now); got != tc.want {
+			t.Errorf("work %s: littleAllows = %v, want %v", tc.work, got, tc.want)
+		}
+	}
+	if len(r.podTimes) != 20 {
+		t.Errorf("%d pod times kept, want the 20 of the last 10 s", len(r.podTimes))
 	}
 }
 

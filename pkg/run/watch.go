@@ -160,6 +160,7 @@ func (r *runner) onPod(ctx context.Context, obj any, deleted bool) {
 	if st.podSeen.IsZero() && !st.created.IsZero() {
 		st.podSeen = time.Now()
 		r.podless--
+		r.podTimes = append(r.podTimes, st.podSeen)
 	}
 	st.podName = pod.Name
 	out := readPod(pod, st.items, st.expected)
