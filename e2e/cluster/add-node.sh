@@ -34,7 +34,7 @@ add_node() {
   prepare_node "$node"
   if [ -n "${CORAL_IMAGE_MAX_GC_AGE:-}" ]; then
     # imageMinimumGCAge 0s counts as unset (2m) and fails validation against a
-    # shorter maximum: 1s (shared/notes/image-gc-and-pinning.md).
+    # shorter maximum: 1s (kubelet config validation, measured on v1.37).
     printf 'imageMaximumGCAge: %s\nimageMinimumGCAge: 1s\n' "$CORAL_IMAGE_MAX_GC_AGE" >>"$(node_dir "$node")/kubelet/config.yaml"
   fi
   launch_containerd "$node"

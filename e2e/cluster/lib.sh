@@ -82,7 +82,7 @@ node_env_name() {
   echo "CORAL_CRI_${n//-/_}"
 }
 # Nodes 1 and 2 run the pinned containerd 2.x; node 3 runs Debian's 1.6, an older
-# runtime (it cannot pin images: see shared/notes/image-gc-and-pinning.md).
+# runtime (it cannot pin images: that needs containerd 1.6.26+, Debian ships 1.6.20).
 node_runtime() {
   case "$1" in
     coral-node-3) echo containerd1 ;;

@@ -23,7 +23,7 @@
 #   - etcd is Debian's 3.4 (up.sh's start_etcd) with the API server's
 #     --feature-gates WatchList=false (up.sh's start_apiserver): 3.4 lacks
 #     RequestWatchProgress, and with streaming watch-lists off kwok's and
-#     client-go's watches work (measured in shared/notes/scale-simulation.md);
+#     client-go's watches work (docs/scale.md, "How the harness works");
 #     building etcd >= 3.5 would cost a build for no difference in what is
 #     measured.
 #

@@ -126,7 +126,7 @@ func (o *RunOptions) complete() error {
 	}
 	// client-go's default 5 QPS makes a large run crawl; one run makes about
 	// two requests per node, so a modest raise is enough (see
-	// shared/notes/scale-simulation.md).
+	// docs/scale.md).
 	cfg.QPS, cfg.Burst = 50, 100
 	cfg.UserAgent = "kubectl-coral/" + version.Version
 	o.client, err = kubernetes.NewForConfig(cfg)
