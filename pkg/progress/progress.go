@@ -1,8 +1,10 @@
 // Package progress shows how a long command is getting on, on stderr. On a
-// terminal: one status line, redrawn in place at most every RedrawEvery,
-// with lasting lines printed above it. Elsewhere (CI logs, pipes, files):
-// lasting lines only, and the status as a line of its own when nothing was
-// printed for Heartbeat, so a quiet log still shows life.
+// terminal: one status line, a github.com/schollz/progressbar/v3 bar (or
+// spinner) with the status as its description, redrawn in place at most
+// every RedrawEvery, with lasting lines printed above it. Elsewhere (CI
+// logs, pipes, files): lasting lines only, and the status as a line of its
+// own when nothing was printed for Heartbeat, so a quiet log still shows
+// life.
 //
 // It is the one place that decides terminal or not, how often the status is
 // redrawn, and that the status line is cleared before other output: prefetch
@@ -17,6 +19,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 )
 
@@ -55,9 +58,6 @@ const (
 	Heartbeat = 10 * time.Second
 )
 
-// eraseLine moves to the start of the line and erases it.
-const eraseLine = "\r\x1b[2K"
-
 // IsTerminal says whether w is a terminal.
 func IsTerminal(w io.Writer) bool {
 	f, ok := w.(interface{ Fd() uintptr })
@@ -76,13 +76,36 @@ type Printer struct {
 	every   time.Duration // RedrawEvery
 	beat    time.Duration // Heartbeat
 
-	mu      sync.Mutex
-	status  string    // the latest status; "" none
-	shown   bool      // a status line is on the screen
-	drawn   time.Time // when the status line was last drawn
+	mu          sync.Mutex
+	status      string    // the latest status; "" none
+	done, total int       // the latest Count; total 0: none
+	printed     time.Time // when a line was last printed (Plain)
+
+	// Bar only.
+	bar     *progressbar.ProgressBar // the status line; nil while none
+	screen  gate                     // the bar's writer
+	counted bool                     // bar counts: it was made for a total > 0
+	barDone int                      // the count bar shows
+	barMax  int                      // the total bar shows
+	shown   bool                     // bar is on the screen
+	drawn   time.Time                // when bar was last drawn
 	pending *time.Timer
-	gen     int       // a pending draw runs only while gen is unchanged
-	printed time.Time // when a line was last printed (Plain)
+	gen     int // a pending draw runs only while gen is unchanged
+}
+
+// gate is the bar's writer: the bar renders on every change of its
+// description or count, and only the render the Printer asks for goes
+// through.
+type gate struct {
+	w    io.Writer
+	open bool
+}
+
+func (g *gate) Write(b []byte) (int, error) {
+	if !g.open {
+		return len(b), nil
+	}
+	return g.w.Write(b)
 }
 
 // New returns a Printer for w. Auto (or "") is Bar when w is a terminal and
@@ -95,6 +118,7 @@ func New(w io.Writer, mode Mode) *Printer {
 		}
 	}
 	p := &Printer{w: w, mode: mode, columns: func() int { return columns(w) }, now: time.Now, every: RedrawEvery, beat: Heartbeat}
+	p.screen.w = w
 	p.printed = p.now()
 	return p
 }
@@ -124,6 +148,17 @@ func (p *Printer) UpdateEvery() time.Duration {
 	return time.Second
 }
 
+// Count sets how many of how many things are done, for the status line to
+// show with the status from the next Update or Status on: a bar, the
+// count and the time since the status line appeared. A total of 0 or less
+// is no count: the status is shown with a spinner. Clear forgets the
+// count. Plain and None show no count.
+func (p *Printer) Count(done, total int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.done, p.total = min(max(done, 0), max(total, 0)), max(total, 0)
+}
+
 // Status sets the status (see Update).
 func (p *Printer) Status(s string) { p.Update(s) }
 
@@ -142,18 +177,23 @@ func (p *Printer) Update(status string, lines ...string) {
 }
 
 func (p *Printer) updateLocked(status string, lines ...string) {
+	p.status = status
+	if status == "" {
+		p.done, p.total = 0, 0
+	}
 	switch p.mode {
 	case Bar:
-		p.status = status
 		if len(lines) > 0 || status == "" {
 			p.cancelLocked()
 			p.eraseLocked()
 			for _, l := range lines {
 				p.printLocked(l)
 			}
-			if status != "" {
-				p.drawLocked()
+			if status == "" {
+				p.bar = nil // the next status starts a new bar, and its time
+				return
 			}
+			p.drawLocked()
 			return
 		}
 		if p.pending != nil {
@@ -180,14 +220,16 @@ func (p *Printer) updateLocked(status string, lines ...string) {
 func (p *Printer) Line(s string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	done, total := p.done, p.total
 	p.updateLocked(p.status, s)
+	p.done, p.total = done, total
 }
 
 // Linef formats and prints a lasting line (see Line).
 func (p *Printer) Linef(format string, args ...any) { p.Line(fmt.Sprintf(format, args...)) }
 
-// Clear removes the status line and forgets the status. Call it before
-// anything else writes to the stream, and when done.
+// Clear removes the status line and forgets the status and the count. Call
+// it before anything else writes to the stream, and when done.
 func (p *Printer) Clear() { p.Update("") }
 
 func (p *Printer) drawPending(gen int) {
@@ -210,21 +252,76 @@ func (p *Printer) cancelLocked() {
 	p.gen++
 }
 
+// newBar makes the status line: a bar with the count and the time since
+// it was made, or a spinner when there is no count. A bar that reaches its
+// total clears itself and is done. The bar starts no goroutine (its
+// spinner turns when it is drawn). The Printer, not the bar, cuts the
+// description to the terminal, and throttles: the bar's throttle drops a
+// render that comes too soon, where the Printer draws it when the time is
+// up, and would drop the redraw after lines too.
+func (p *Printer) newBar() {
+	opts := []progressbar.Option{
+		progressbar.OptionSetWriter(&p.screen),
+		progressbar.OptionSetWidth(30),
+		progressbar.OptionSetPredictTime(false),
+		progressbar.OptionClearOnFinish(),
+		progressbar.OptionSpinnerType(14),
+		progressbar.OptionSetSpinnerChangeInterval(0),
+	}
+	p.counted = p.total > 0
+	p.barDone, p.barMax = 0, p.total
+	if !p.counted {
+		p.bar = progressbar.NewOptions(-1, append(opts, progressbar.OptionSetElapsedTime(false))...)
+		return
+	}
+	p.bar = progressbar.NewOptions(p.total, append(opts, progressbar.OptionShowCount(), progressbar.OptionSetElapsedTime(true))...)
+}
+
+// drawLocked shows the status and the count. The bar renders on each change
+// of its count or description; all renders but the last go nowhere.
 func (p *Printer) drawLocked() {
+	if p.bar != nil && p.bar.IsFinished() && p.done == p.barDone && p.total == p.barMax {
+		return // done: cleared itself
+	}
+	if p.bar == nil || p.counted != (p.total > 0) || p.bar.IsFinished() || p.total < p.barMax {
+		p.eraseLocked()
+		p.newBar()
+	}
+	p.screen.open = false
+	if p.counted {
+		if p.total > p.barMax {
+			p.bar.ChangeMax(p.total)
+			p.barMax = p.total
+		}
+		p.barDone = p.done
+		if p.done == p.total {
+			// The bar finishes: it erases itself and draws no more.
+			p.screen.open = true
+			_ = p.bar.Set(p.done)
+			p.shown = false
+			p.drawn = p.now()
+			return
+		}
+		_ = p.bar.Set(p.done) // no error: 0 ≤ done < total
+	}
 	s := p.status
 	if width := p.columns(); width > 1 {
 		// A line longer than the terminal wraps, and erasing it would then
-		// leave its start behind.
-		s = truncate(s, width-1)
+		// leave its start behind. Render without a description to see
+		// what room the rest takes.
+		p.bar.Describe("")
+		s = truncate(s, width-1-utf8.RuneCountInString(strings.Trim(p.bar.String(), "\r")))
 	}
-	fmt.Fprint(p.w, eraseLine+s)
+	p.screen.open = true
+	p.bar.Describe(s) // erases the bar's last line and draws it anew
 	p.shown = true
 	p.drawn = p.now()
 }
 
 func (p *Printer) eraseLocked() {
 	if p.shown {
-		fmt.Fprint(p.w, eraseLine)
+		p.screen.open = true
+		_ = p.bar.Clear()
 		p.shown = false
 	}
 }
@@ -239,17 +336,9 @@ func truncate(s string, n int) string {
 	if utf8.RuneCountInString(s) <= n {
 		return s
 	}
+	if n <= 0 {
+		return ""
+	}
 	r := []rune(s)
 	return string(r[:n-1]) + "…"
-}
-
-// BarOf draws done out of total as a percentage and a bar of width cells,
-// e.g. " 40% |████      |". A total of 0 or less is complete.
-func BarOf(done, total, width int) string {
-	frac := 1.0
-	if total > 0 {
-		frac = float64(min(max(done, 0), total)) / float64(total)
-	}
-	filled := int(frac * float64(width))
-	return fmt.Sprintf("%3d%% |%s%s|", int(frac*100), strings.Repeat("█", filled), strings.Repeat(" ", width-filled))
 }

@@ -102,7 +102,8 @@ func plural(n int, one, many string) string {
 }
 
 // copyProgress shows a copy's progress: a line per finished image, and a
-// status line (a heartbeat line when not on a terminal) while bytes flow.
+// status line with a bar of images copied (a heartbeat line when not on a
+// terminal) while bytes flow.
 type copyProgress struct {
 	out *progress.Printer
 }
@@ -125,9 +126,13 @@ func (c copyProgress) update(pr mirrorlib.Progress) {
 	if secs := pr.Elapsed.Seconds(); secs > 0 && pr.Bytes > 0 {
 		rate = fmt.Sprintf(" · %s/s", report.HumanBytes(int64(float64(pr.Bytes)/secs)))
 	}
-	line := fmt.Sprintf("[%d/%d images] %s sent%s · %s", pr.Done, pr.Images, humanOrZero(pr.Bytes), rate, pr.Elapsed.Round(time.Second))
+	line := fmt.Sprintf("[%d/%d images] %s sent%s", pr.Done, pr.Images, humanOrZero(pr.Bytes), rate)
+	if c.out.Mode() != progress.Bar { // a bar shows the time itself
+		line += " · " + pr.Elapsed.Round(time.Second).String()
+	}
 	if pr.Failed > 0 {
 		line += fmt.Sprintf(" · %d failed", pr.Failed)
 	}
+	c.out.Count(pr.Done, pr.Images)
 	c.out.Update(line, lines...)
 }

@@ -9,9 +9,9 @@ import (
 	"github.com/coral-dev/coral/pkg/run"
 )
 
-// runProgress shows a run's progress on stderr: a bar on a terminal, one
-// line per event otherwise (CI logs, scripts), or nothing (see
-// progress.Printer).
+// runProgress shows a run's progress on stderr: a bar of finished nodes on
+// a terminal, one line per event otherwise (CI logs, scripts), or nothing
+// (see progress.Printer).
 type runProgress struct {
 	out     *progress.Printer
 	total   int
@@ -31,13 +31,13 @@ func (p *runProgress) Start(runID, namespace string) {
 		msg += fmt.Sprintf(" (%d skipped)", p.skipped)
 	}
 	p.out.Line(msg)
-	p.out.Status(p.bar(0))
+	p.out.Count(0, p.total)
+	p.out.Status(prefetching)
 }
 
-// bar is the status line: how many nodes have finished.
-func (p *runProgress) bar(done int) string {
-	return fmt.Sprintf("prefetching %s (%d/%d nodes, %s)", progress.BarOf(done, p.total, 30), done, p.total, time.Since(p.start).Round(time.Second))
-}
+// prefetching is the status; the Printer shows with it how many nodes have
+// finished.
+const prefetching = "prefetching"
 
 // Event is run.Engine's OnEvent (called from one goroutine).
 func (p *runProgress) Event(ev run.Event) {
@@ -61,7 +61,8 @@ func (p *runProgress) Event(ev run.Event) {
 		case ev.Failed > 0: // a bar: only failures get a line
 			lines = append(lines, fmt.Sprintf("%s: %s", ev.Node, status))
 		}
-		p.out.Update(p.bar(ev.Done), lines...)
+		p.out.Count(ev.Done, ev.Total)
+		p.out.Update(prefetching, lines...)
 	}
 }
 

@@ -44,14 +44,17 @@ func TestRunProgressBar(t *testing.T) {
 	events(newRunProgress(&buf, "bar", 2, 0))
 	out := buf.String()
 	for _, want := range []string{
-		"run abc123: 2 nodes in namespace coral-system\n",
-		"prefetching   0% |",
-		"warning: node-b: FailedMount\n",
-		"node-b: 1 failed: pulling x:   unauthorized\n",
-		"\r\x1b[2Kfinished in ",
+		"^run abc123: 2 nodes in namespace coral-system\n",
+		// a bar of finished nodes
+		`\rprefetching +0% \| {30}\| \(0/2\) \[\d+s\] `,
+		// a line above it, then the bar again, drawn at once
+		`\rwarning: node-b: FailedMount\n\r *\r+prefetching +50% \|█{15} {15}\| \(1/2\) `,
+		`\rnode-b: 1 failed: pulling x:   unauthorized\n`,
+		// the bar erased, the last line last
+		`\n(\r *\r)*finished in [0-9.]+m?s\n$`,
 	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("no %q in\n%q", want, out)
+		if !regexp.MustCompile(want).MatchString(out) {
+			t.Errorf("no %s in\n%q", want, out)
 		}
 	}
 	for _, not := range []string{"job created", "node-a: done"} {
