@@ -177,10 +177,21 @@ func (s *shared) sync(ctx context.Context, tg *target) (*outcome, error) {
 		cands = append(cands, attemptTask{task: t, attempts: attempts})
 	}
 
-	// Records of nodes that left the selection (deleted, relabelled) go.
+	// Records of nodes that left the selection (deleted, relabelled) go,
+	// except the record of a node that is still there and holds images this
+	// object pinned: it is how the finalizer finds the pins to release.
 	for node, rec := range records {
 		if inPlan[node] || jobOf[node] != nil || isSkipped(p, node) {
 			continue
+		}
+		if holdsPins(rec) {
+			err := s.client.Get(ctx, client.ObjectKey{Name: node}, &corev1.Node{})
+			if err == nil {
+				continue
+			}
+			if !apierrors.IsNotFound(err) {
+				return nil, err
+			}
 		}
 		if err := s.client.Delete(ctx, rec); err != nil && !apierrors.IsNotFound(err) {
 			return nil, err
@@ -201,6 +212,16 @@ func (s *shared) sync(ctx context.Context, tg *target) (*outcome, error) {
 		out.after(15 * time.Second)
 	}
 	return out, nil
+}
+
+// holdsPins says whether a record shows images pinned on its node.
+func holdsPins(rec *coralv1.PrefetchNode) bool {
+	for _, it := range rec.Results {
+		if it.Pinned {
+			return true
+		}
+	}
+	return false
 }
 
 // attemptTask is a node's missing work and its failed attempts so far.
