@@ -32,6 +32,7 @@ import (
 // file there.
 func TestControllerArtifacts(t *testing.T) {
 	c := getCluster(t)
+	top := t
 	cl := c.crClient(t)
 	ctx := context.Background()
 	if r := c.coral(t, nil, c.installArgs(t)...); r.code != 0 {
@@ -98,7 +99,7 @@ func TestControllerArtifacts(t *testing.T) {
 
 	t.Run("a joining node gets the file and the label", func(t *testing.T) {
 		rec := c.recordJobs(t)
-		t.Cleanup(func() { c.script(t, "remove-node.sh", joined) })
+		top.Cleanup(func() { c.script(top, "remove-node.sh", joined) }) // the next step needs it
 		c.script(t, "add-node.sh", joined, "pool=web")
 		eventually(t, 90*time.Second, joined+" holds the file and the label", func() bool {
 			v, ok := c.artifactLabel(t, joined, art)
