@@ -295,7 +295,7 @@ func TestController(t *testing.T) {
 		}
 	})
 
-	t.Run("a namespace that rejects the worker is Degraded, calmly", func(t *testing.T) {
+	t.Run("a namespace that rejects the worker is Degraded without a hot loop", func(t *testing.T) {
 		// Pod Security "restricted" rejects the worker (a hostPath socket).
 		ns := c.namespace(t, map[string]string{"pod-security.kubernetes.io/enforce": "restricted"})
 		rec := c.recordJobs(t)

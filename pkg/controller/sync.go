@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -224,6 +225,18 @@ func holdsPins(rec *coralv1.PrefetchNode) bool {
 	return false
 }
 
+// preflightName matches the random suffix of a preflight pod's name
+// (generateName) in an admission error.
+var preflightName = regexp.MustCompile(`-preflight-[a-z0-9]+\b`)
+
+// stableMessage drops what differs between two identical rejections: a
+// condition message that changed at every reconcile would rewrite the
+// status each time, and each write would wake the next reconcile — a hot
+// loop against the API server.
+func stableMessage(msg string) string {
+	return preflightName.ReplaceAllString(msg, "-preflight")
+}
+
 // attemptTask is a node's missing work and its failed attempts so far.
 type attemptTask struct {
 	task     plan.Task
@@ -342,7 +355,7 @@ func (s *shared) start(ctx context.Context, tg *target, cands []attemptTask, out
 		job := s.jobFor(tg, c.task, c.attempts)
 		if !preflighted {
 			if err := run.Preflight(ctx, s.clientset, job, run.ModeJobs); err != nil {
-				out.blockedReason, out.blockedMessage = "WorkerRejected", err.Error()
+				out.blockedReason, out.blockedMessage = "WorkerRejected", stableMessage(err.Error())
 				out.waiting += len(cands)
 				out.after(time.Minute)
 				return nil
