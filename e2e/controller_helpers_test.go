@@ -5,6 +5,7 @@ import (
 	"net"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -40,6 +41,22 @@ func (c *cluster) crClient(t *testing.T) client.Client {
 		t.Fatal(err)
 	}
 	return cl
+}
+
+// installArgs are the arguments of `kubectl coral install` for the local
+// cluster, or the test fails when the env file lacks the controller image.
+func (c *cluster) installArgs(t *testing.T) []string {
+	t.Helper()
+	if c.env["CORAL_CONTROLLER_IMAGE"] == "" || c.env["CORAL_APISERVER"] == "" {
+		t.Fatal("the env file has no CORAL_CONTROLLER_IMAGE / CORAL_APISERVER: run make cluster-up from this checkout")
+	}
+	return []string{"install",
+		"--controller-image", c.env["CORAL_CONTROLLER_IMAGE"], "--worker-image", c.env["CORAL_WORKER_IMAGE"],
+		// No kube-proxy on the local cluster: the controller uses the host
+		// network and reaches the API server on loopback.
+		"--host-network", "--api-server", c.env["CORAL_APISERVER"],
+		"--metrics-port", strconv.Itoa(freePort(t)), "--health-port", strconv.Itoa(freePort(t)),
+		"--timeout", "3m"}
 }
 
 // freePort returns a TCP port nothing listens on now (the controller runs in
@@ -181,6 +198,19 @@ func (r *jobRecorder) nodes() []string {
 	var out []string
 	for _, j := range r.created {
 		out = append(out, j.Annotations["coral.dev/node"])
+	}
+	return out
+}
+
+// nodesIn returns the node of every Job recorded so far in namespace ns.
+func (r *jobRecorder) nodesIn(ns string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, j := range r.created {
+		if j.Namespace == ns {
+			out = append(out, j.Annotations["coral.dev/node"])
+		}
 	}
 	return out
 }

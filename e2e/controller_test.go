@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -31,19 +30,10 @@ const controllerNS = "coral-system"
 func TestController(t *testing.T) {
 	c := getCluster(t)
 	top := t // nodes added in one step serve the later steps: removed at the end
-	if c.env["CORAL_CONTROLLER_IMAGE"] == "" || c.env["CORAL_APISERVER"] == "" {
-		t.Fatal("the env file has no CORAL_CONTROLLER_IMAGE / CORAL_APISERVER: run make cluster-up from this checkout")
-	}
 	cl := c.crClient(t)
 	ctx := context.Background()
 
-	install := []string{"install",
-		"--controller-image", c.env["CORAL_CONTROLLER_IMAGE"], "--worker-image", c.env["CORAL_WORKER_IMAGE"],
-		// No kube-proxy on the local cluster: the controller uses the host
-		// network and reaches the API server on loopback.
-		"--host-network", "--api-server", c.env["CORAL_APISERVER"],
-		"--metrics-port", strconv.Itoa(freePort(t)), "--health-port", strconv.Itoa(freePort(t)),
-		"--timeout", "3m"}
+	install := c.installArgs(t)
 	uninstalled := false
 	t.Cleanup(func() {
 		if !uninstalled {
@@ -265,6 +255,112 @@ func TestController(t *testing.T) {
 					t.Errorf("the controller restarted %d times", cs.RestartCount)
 				}
 			}
+		}
+	})
+
+	t.Run("unpin refuses a pin an ImagePrefetch holds", func(t *testing.T) {
+		const node = "coral-node-1" // containerd 2.x: pins
+		ref, _ := c.pushRandomImage(t, c.env["CORAL_REGISTRY"], "ctl-held", nil)
+		held := &coralv1.ImagePrefetch{
+			ObjectMeta: metav1.ObjectMeta{Name: "held", Namespace: controllerNS},
+			Spec:       coralv1.ImagePrefetchSpec{Images: []string{ref}, Pin: true, Nodes: coralv1.Nodes{Names: []string{node}}},
+		}
+		if err := cl.Create(ctx, held); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 2*time.Minute, "held Ready", func() bool { return isReady(getPrefetch(t, cl, controllerNS, "held")) })
+		if !c.criPinned(t, node, ref) {
+			t.Fatalf("%s: the runtime does not report %s pinned", node, ref)
+		}
+		r := c.coral(t, nil, "unpin", ref, "--nodes", node, "-n", controllerNS)
+		if r.code != 2 || !strings.Contains(r.stderr, "imageprefetch "+controllerNS+"/held") || !strings.Contains(r.stderr, "node "+node) {
+			t.Errorf("unpin of a pin the controller holds: exit %d, want 2 naming the object and node: %s", r.code, r.stderr)
+		}
+		if !c.criPinned(t, node, ref) {
+			t.Errorf("%s: %s is no longer pinned after a refused unpin", node, ref)
+		}
+		// Deleting the object releases its pin (its finalizer): unpin then has
+		// nothing to refuse, and nothing left to release.
+		if err := cl.Delete(ctx, held); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, time.Minute, "held gone", func() bool {
+			return apierrors.IsNotFound(cl.Get(ctx, client.ObjectKeyFromObject(held), &coralv1.ImagePrefetch{}))
+		})
+		if c.criPinned(t, node, ref) {
+			t.Errorf("%s: %s still pinned after its ImagePrefetch was deleted", node, ref)
+		}
+		if r := c.coral(t, nil, "unpin", ref, "--nodes", node, "-n", controllerNS); r.code != 0 {
+			t.Errorf("unpin after the object is gone: exit %d: %s", r.code, r.stderr)
+		}
+	})
+
+	t.Run("a namespace that rejects the worker is Degraded without a hot loop", func(t *testing.T) {
+		// Pod Security "restricted" rejects the worker (a hostPath socket).
+		ns := c.namespace(t, map[string]string{"pod-security.kubernetes.io/enforce": "restricted"})
+		rec := c.recordJobs(t)
+		ip := &coralv1.ImagePrefetch{
+			ObjectMeta: metav1.ObjectMeta{Name: "rejected", Namespace: ns},
+			Spec: coralv1.ImagePrefetchSpec{Images: []string{ref2},
+				Nodes: coralv1.Nodes{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"pool": "web"}}}},
+		}
+		if err := cl.Create(ctx, ip); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			// The finalizer needs the controller: delete before it is uninstalled.
+			cl.Delete(ctx, ip)
+			eventually(t, time.Minute, "the rejected object gone", func() bool {
+				return apierrors.IsNotFound(cl.Get(ctx, client.ObjectKeyFromObject(ip), &coralv1.ImagePrefetch{}))
+			})
+		})
+		eventually(t, time.Minute, "Degraded WorkerRejected", func() bool {
+			d := condition(getPrefetch(t, cl, ns, "rejected"), coralv1.ConditionDegraded)
+			return d != nil && d.Status == metav1.ConditionTrue && d.Reason == "WorkerRejected"
+		})
+		got := getPrefetch(t, cl, ns, "rejected")
+		d := condition(got, coralv1.ConditionDegraded)
+		t.Logf("Degraded: %s: %s", d.Reason, d.Message)
+		for _, want := range []string{"Pod Security", ns, "pod-security.kubernetes.io/enforce=privileged"} {
+			if !strings.Contains(d.Message, want) {
+				t.Errorf("the message does not say %q: a person cannot act on it", want)
+			}
+		}
+		if p := condition(got, coralv1.ConditionProgressing); p == nil || p.Status != metav1.ConditionFalse || p.Reason != "WorkerRejected" {
+			t.Errorf("Progressing %+v, want False/WorkerRejected", p)
+		}
+		// No hot loop: over 30 s no Job is created, the object is not
+		// rewritten, and the Degraded event is not repeated.
+		events := func() int32 {
+			l, err := c.client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=rejected"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var n int32
+			for _, e := range l.Items {
+				n += max(e.Count, 1)
+				if e.Series != nil {
+					n += e.Series.Count
+				}
+			}
+			return n
+		}
+		rv, ev0 := got.ResourceVersion, events()
+		time.Sleep(30 * time.Second)
+		got = getPrefetch(t, cl, ns, "rejected")
+		ev1 := events()
+		t.Logf("over 30 s: %d Jobs created, object resourceVersion %s → %s, events %d → %d", len(rec.nodesIn(ns)), rv, got.ResourceVersion, ev0, ev1)
+		if n := len(rec.nodesIn(ns)); n != 0 {
+			t.Errorf("%d Jobs created in a namespace that rejects the worker", n)
+		}
+		if got.ResourceVersion != rv {
+			t.Errorf("the object was rewritten within 30 s (resourceVersion %s → %s): status %+v", rv, got.ResourceVersion, got.Status.Conditions)
+		}
+		if ev1 > ev0+1 {
+			t.Errorf("%d events in 30 s on the object, want at most one (a retry a minute)", ev1-ev0)
+		}
+		if pods, err := c.client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{}); err != nil || len(pods.Items) != 0 {
+			t.Errorf("pods in the namespace: %d (%v)", len(pods.Items), err)
 		}
 	})
 

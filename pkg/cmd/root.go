@@ -55,6 +55,7 @@ non-zero when anything failed:
 	}
 	flags.AddFlags(root.PersistentFlags())
 	root.AddCommand(prefetch.NewCmdPrefetch(flags, streams))
+	root.AddCommand(prefetch.NewCmdUnpin(flags, streams))
 	root.AddCommand(inject.NewCmdInject(flags, streams))
 	root.AddCommand(mirror.NewCmdMirror(flags, streams))
 	root.AddCommand(gc.NewCmdGC(flags, streams))

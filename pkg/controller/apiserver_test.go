@@ -290,6 +290,12 @@ func contains(s []string, v string) bool {
 // worker container terminated with the report the worker would write.
 func finishJob(t *testing.T, cl client.Client, j *batchv1.Job, st report.Status) {
 	t.Helper()
+	finishJobPinned(t, cl, j, st, false)
+}
+
+// finishJobPinned is finishJob for a worker that reports pinned images.
+func finishJobPinned(t *testing.T, cl client.Client, j *batchv1.Job, st report.Status, pinned bool) {
+	t.Helper()
 	ctx := context.Background()
 	labels := map[string]string{batchv1.JobNameLabel: j.Name}
 	for k, v := range j.Spec.Template.Labels {
@@ -304,9 +310,9 @@ func finishJob(t *testing.T, cl client.Client, j *batchv1.Job, st report.Status)
 	var expected []string
 	for _, a := range j.Spec.Template.Spec.Containers[0].Args {
 		if ref, ok := strings.CutPrefix(a, "--image="); ok {
-			i := strings.LastIndex(ref, "=")
-			expected = append(expected, ref[i+1:])
-			it := report.ItemResult{Item: ref[:i], Status: st, Digest: ref[i+1:], SizeBytes: 1000}
+			item, digest, _ := strings.Cut(ref, "=") // unpin Jobs name no digest
+			expected = append(expected, digest)
+			it := report.ItemResult{Item: item, Status: st, Digest: digest, SizeBytes: 1000, Pinned: pinned}
 			if st == report.StatusFailed {
 				it.Digest, it.Message = "", "manifest unknown"
 			}

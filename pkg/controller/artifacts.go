@@ -14,15 +14,10 @@ import (
 	"github.com/coral-dev/coral/pkg/report"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
-	"sigs.k8s.io/controller-runtime/pkg/handler"
 )
 
 // s3SecretKeys are the keys the worker reads from an S3 secret.
@@ -34,60 +29,28 @@ var s3SecretKeys = []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_S
 type ArtifactPrefetchReconciler struct{ sh *shared }
 
 func (r *ArtifactPrefetchReconciler) setup(mgr ctrl.Manager) error {
-	return ctrl.NewControllerManagedBy(mgr).
-		Named("artifactprefetch").
-		For(&coralv1.ArtifactPrefetch{}).
-		Owns(&batchv1.Job{}).
-		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(byNameLabel(LabelArtifactPrefetch))).
-		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(r.sh.all(&coralv1.ArtifactPrefetchList{})), builder.WithPredicates(nodeChanged())).
-		WithOptions(controller.Options{MaxConcurrentReconciles: 1}).
-		Complete(r)
+	return r.sh.setupKind(mgr, "artifactprefetch", &coralv1.ArtifactPrefetch{}, &coralv1.ArtifactPrefetchList{}, LabelArtifactPrefetch, r)
 }
 
 // Reconcile starts missing work and writes the status.
 func (r *ArtifactPrefetchReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	var obj coralv1.ArtifactPrefetch
-	if err := r.sh.client.Get(ctx, req.NamespacedName, &obj); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	if !obj.DeletionTimestamp.IsZero() {
-		return r.sh.finalize(ctx, &obj)
-	}
-	if controllerutil.AddFinalizer(&obj, Finalizer) {
-		if err := r.sh.client.Update(ctx, &obj); err != nil {
-			return ctrl.Result{}, err
+	return r.sh.reconcile(ctx, req, &obj, LabelArtifactPrefetch, artifactStatus, func(ctx context.Context) (*outcome, []string, time.Duration, error) {
+		s3Keys, err := r.secrets(ctx, &obj)
+		if err != nil {
+			return nil, nil, 0, err
 		}
-	}
-	st := obj.Status.DeepCopy()
-	var res ctrl.Result
-	var out *outcome
-	var degraded []string
-	s3Keys, err := r.secrets(ctx, &obj)
-	if err != nil {
-		var bad *badInput
-		if !asBadInput(err, &bad) {
-			return ctrl.Result{}, err
+		out, err := r.sh.sync(ctx, r.target(&obj, s3Keys))
+		if err != nil {
+			return nil, nil, 0, err
 		}
-		degraded = []string{bad.reason, bad.message}
-		res.RequeueAfter = time.Minute
-	} else {
-		if out, err = r.sh.sync(ctx, r.target(&obj, s3Keys)); err != nil {
-			return ctrl.Result{}, err
-		}
-		res.RequeueAfter = out.requeue
-	}
-	setStatus(&st.PrefetchStatus, obj.Generation, out, degraded, kindLabel(LabelArtifactPrefetch, obj.Namespace, obj.Name))
-	r.sh.announce(&obj, &obj.Status.PrefetchStatus, &st.PrefetchStatus)
-	if !equality.Semantic.DeepEqual(*st, obj.Status) {
-		obj.Status = *st
-		if err := r.sh.client.Status().Update(ctx, &obj); err != nil {
-			if apierrors.IsConflict(err) {
-				return ctrl.Result{Requeue: true}, nil
-			}
-			return ctrl.Result{}, err
-		}
-	}
-	return res, nil
+		return out, nil, out.requeue, nil
+	})
+}
+
+func artifactStatus(o client.Object) (any, *coralv1.PrefetchStatus) {
+	ap := o.(*coralv1.ArtifactPrefetch)
+	return &ap.Status, &ap.Status.PrefetchStatus
 }
 
 func (r *ArtifactPrefetchReconciler) target(obj *coralv1.ArtifactPrefetch, s3Keys map[string]string) *target {

@@ -2,8 +2,8 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"github.com/coral-dev/coral/pkg/source"
 	"strings"
 	"sync"
 	"time"
@@ -13,18 +13,14 @@ import (
 	"github.com/coral-dev/coral/pkg/plan"
 	"github.com/coral-dev/coral/pkg/registryauth"
 	"github.com/coral-dev/coral/pkg/report"
+	"github.com/coral-dev/coral/pkg/source"
 	"github.com/google/go-containerregistry/pkg/authn"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
-	"sigs.k8s.io/controller-runtime/pkg/handler"
 )
 
 // ImagePrefetchReconciler keeps ImagePrefetch objects true.
@@ -38,77 +34,42 @@ func (r *ImagePrefetchReconciler) setup(mgr ctrl.Manager) error {
 	if r.resolve == nil {
 		r.resolve = source.ResolveDigest
 	}
-	return ctrl.NewControllerManagedBy(mgr).
-		Named("imageprefetch").
-		For(&coralv1.ImagePrefetch{}).
-		Owns(&batchv1.Job{}).
-		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(byNameLabel(LabelImagePrefetch))).
-		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(r.sh.all(&coralv1.ImagePrefetchList{})), builder.WithPredicates(nodeChanged())).
-		// One reconcile at a time: the global cap and one-Job-per-node are
-		// decided in one place. A reconcile only reads caches and writes a
-		// few objects, so one worker keeps up with thousands of nodes.
-		WithOptions(controller.Options{MaxConcurrentReconciles: 1}).
-		Complete(r)
+	return r.sh.setupKind(mgr, "imageprefetch", &coralv1.ImagePrefetch{}, &coralv1.ImagePrefetchList{}, LabelImagePrefetch, r)
 }
 
 // Reconcile resolves tags, starts missing work and writes the status.
 func (r *ImagePrefetchReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	var obj coralv1.ImagePrefetch
-	if err := r.sh.client.Get(ctx, req.NamespacedName, &obj); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	if !obj.DeletionTimestamp.IsZero() {
-		return r.sh.finalize(ctx, &obj)
-	}
-	if controllerutil.AddFinalizer(&obj, Finalizer) {
-		if err := r.sh.client.Update(ctx, &obj); err != nil {
-			return ctrl.Result{}, err
+	return r.sh.reconcile(ctx, req, &obj, LabelImagePrefetch, imageStatus, func(ctx context.Context) (*outcome, []string, time.Duration, error) {
+		st := &obj.Status
+		secrets, keyring, err := r.pullSecrets(ctx, &obj)
+		if err != nil {
+			return nil, nil, 0, err
 		}
-	}
-	now := time.Now()
-	st := obj.Status.DeepCopy()
-	var res ctrl.Result
-
-	secrets, keyring, err := r.pullSecrets(ctx, &obj)
-	var out *outcome
-	var degraded []string // reason, message
-	if err != nil {
-		var bad *badInput
-		if !asBadInput(err, &bad) {
-			return ctrl.Result{}, err
-		}
-		degraded = []string{bad.reason, bad.message}
-		res.RequeueAfter = time.Minute
-	} else {
-		next := r.resolveTags(ctx, &obj, st, keyring, now)
+		next := r.resolveTags(ctx, &obj, st, keyring, time.Now())
 		items := make([]plan.Item, len(obj.Spec.Images))
 		for i, img := range obj.Spec.Images {
 			items[i] = plan.Item{Ref: img, ExpectedDigest: digestOf(st.Images, img)}
 		}
-		tg := r.target(&obj, items, secrets)
-		if out, err = r.sh.sync(ctx, tg); err != nil {
-			return ctrl.Result{}, err
+		out, err := r.sh.sync(ctx, r.target(&obj, items, secrets))
+		if err != nil {
+			return nil, nil, 0, err
 		}
-		res.RequeueAfter = out.requeue
-		if next > 0 && (res.RequeueAfter == 0 || next < res.RequeueAfter) {
-			res.RequeueAfter = next
+		requeue := out.requeue
+		if next > 0 && (requeue == 0 || next < requeue) {
+			requeue = next
 		}
+		var degraded []string
 		if msgs := unresolved(st.Images); msgs != "" {
 			degraded = []string{"ResolveFailed", msgs + " (nodes pull the tag as it is; the next try is at the refresh interval)"}
 		}
-	}
-	setStatus(&st.PrefetchStatus, obj.Generation, out, degraded, kindLabel(LabelImagePrefetch, obj.Namespace, obj.Name))
-	r.sh.announce(&obj, &obj.Status.PrefetchStatus, &st.PrefetchStatus)
-	if !equality.Semantic.DeepEqual(*st, obj.Status) {
-		obj.Status = *st
-		if err := r.sh.client.Status().Update(ctx, &obj); err != nil {
-			if apierrors.IsConflict(err) {
-				return ctrl.Result{Requeue: true}, nil
-			}
-			return ctrl.Result{}, err
-		}
-	}
-	return res, nil
+		return out, degraded, requeue, nil
+	})
+}
+
+func imageStatus(o client.Object) (any, *coralv1.PrefetchStatus) {
+	ip := o.(*coralv1.ImagePrefetch)
+	return &ip.Status, &ip.Status.PrefetchStatus
 }
 
 func (r *ImagePrefetchReconciler) target(obj *coralv1.ImagePrefetch, items []plan.Item, secrets []jobs.PullSecret) *target {
@@ -153,11 +114,7 @@ type badInput struct{ reason, message string }
 func (b *badInput) Error() string { return b.reason + ": " + b.message }
 
 func asBadInput(err error, out **badInput) bool {
-	b, ok := err.(*badInput)
-	if ok {
-		*out = b
-	}
-	return ok
+	return errors.As(err, out)
 }
 
 // pullSecrets reads the object's pull secrets (directly, not from a cache

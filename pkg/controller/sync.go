@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -177,10 +178,21 @@ func (s *shared) sync(ctx context.Context, tg *target) (*outcome, error) {
 		cands = append(cands, attemptTask{task: t, attempts: attempts})
 	}
 
-	// Records of nodes that left the selection (deleted, relabelled) go.
+	// Records of nodes that left the selection (deleted, relabelled) go,
+	// except the record of a node that is still there and holds images this
+	// object pinned: it is how the finalizer finds the pins to release.
 	for node, rec := range records {
 		if inPlan[node] || jobOf[node] != nil || isSkipped(p, node) {
 			continue
+		}
+		if holdsPins(rec) {
+			err := s.client.Get(ctx, client.ObjectKey{Name: node}, &corev1.Node{})
+			if err == nil {
+				continue
+			}
+			if !apierrors.IsNotFound(err) {
+				return nil, err
+			}
 		}
 		if err := s.client.Delete(ctx, rec); err != nil && !apierrors.IsNotFound(err) {
 			return nil, err
@@ -201,6 +213,28 @@ func (s *shared) sync(ctx context.Context, tg *target) (*outcome, error) {
 		out.after(15 * time.Second)
 	}
 	return out, nil
+}
+
+// holdsPins says whether a record shows images pinned on its node.
+func holdsPins(rec *coralv1.PrefetchNode) bool {
+	for _, it := range rec.Results {
+		if it.Pinned {
+			return true
+		}
+	}
+	return false
+}
+
+// preflightName matches the random suffix of a preflight pod's name
+// (generateName) in an admission error.
+var preflightName = regexp.MustCompile(`-preflight-[a-z0-9]+\b`)
+
+// stableMessage drops what differs between two identical rejections: a
+// condition message that changed at every reconcile would rewrite the
+// status each time, and each write would wake the next reconcile — a hot
+// loop against the API server.
+func stableMessage(msg string) string {
+	return preflightName.ReplaceAllString(msg, "-preflight")
 }
 
 // attemptTask is a node's missing work and its failed attempts so far.
@@ -321,7 +355,7 @@ func (s *shared) start(ctx context.Context, tg *target, cands []attemptTask, out
 		job := s.jobFor(tg, c.task, c.attempts)
 		if !preflighted {
 			if err := run.Preflight(ctx, s.clientset, job, run.ModeJobs); err != nil {
-				out.blockedReason, out.blockedMessage = "WorkerRejected", err.Error()
+				out.blockedReason, out.blockedMessage = "WorkerRejected", stableMessage(err.Error())
 				out.waiting += len(cands)
 				out.after(time.Minute)
 				return nil

@@ -109,3 +109,17 @@ func TestBackoffAndNames(t *testing.T) {
 		t.Errorf("short names stay readable: %s", recordName("img", "web", "node-1"))
 	}
 }
+
+// Two rejections of the same worker differ only in the preflight pod's
+// random name: the Degraded message must not, or every reconcile rewrites
+// the status and wakes the next one.
+func TestStableMessage(t *testing.T) {
+	a := `the worker pod would be rejected: pods "coral-p010a5e5b-coral-node-1-64930e-preflight-dqjl9" is forbidden: violates PodSecurity "restricted:latest"`
+	b := strings.Replace(a, "dqjl9", "x7k2p", 1)
+	if stableMessage(a) != stableMessage(b) {
+		t.Fatalf("%q\n%q", stableMessage(a), stableMessage(b))
+	}
+	if want := `pods "coral-p010a5e5b-coral-node-1-64930e-preflight" is forbidden`; !strings.Contains(stableMessage(a), want) {
+		t.Errorf("%q lacks %q", stableMessage(a), want)
+	}
+}

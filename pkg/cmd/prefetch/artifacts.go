@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	coralv1 "github.com/coral-dev/coral/pkg/apis/coral/v1alpha1"
 	"github.com/coral-dev/coral/pkg/artifact"
 	"github.com/coral-dev/coral/pkg/artifact/artifacturl"
 	"github.com/coral-dev/coral/pkg/cmd/cmdutil"
@@ -21,8 +22,10 @@ import (
 	"github.com/spf13/cobra"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 // ArtifactsOptions holds everything `kubectl coral prefetch artifacts` needs.
@@ -40,11 +43,19 @@ type ArtifactsOptions struct {
 	S3Region      string
 	S3PathStyle   bool
 	SourceTimeout time.Duration
+	// Persist names an ArtifactPrefetch to write for the controller instead
+	// of running Jobs here; Wait waits for it and reports like a one-shot run.
+	Persist     string
+	Wait        bool
+	WaitTimeout time.Duration
 
-	sources []string
-	parsed  []artifacturl.Source
-	sum     artifacturl.Source // the parsed --checksum-url
-	s3Keys  map[string]string
+	sources        []string
+	persistFlagSet bool // --wait or --wait-timeout was given
+	parsed         []artifacturl.Source
+	sum            artifacturl.Source // the parsed --checksum-url
+	s3Keys         map[string]string
+	// persistClient writes the ArtifactPrefetch; replaced in tests.
+	persistClient client.Client
 }
 
 // NewArtifactsOptions returns the defaults.
@@ -54,6 +65,8 @@ func NewArtifactsOptions(flags *genericclioptions.ConfigFlags, streams genericio
 		DestRoot:      artifact.DefaultRoot,
 		S3Region:      "us-east-1",
 		SourceTimeout: 30 * time.Minute,
+		Wait:          true,
+		WaitTimeout:   time.Hour,
 	}
 	// Artifacts are large: a node gets an hour by default, a source half of it.
 	o.Timeout = time.Hour
@@ -109,7 +122,10 @@ host.`,
   kubectl coral prefetch artifacts s3://ml-models/llama/ --name llama --s3-secret s3-creds --s3-endpoint https://minio.local:9000 -l pool=gpu
 
   # Unpack an archive; checksums from a SHA256SUMS file
-  kubectl coral prefetch artifacts https://dl.example.com/v2/tools.tar.gz --name tools --extract --checksum-url https://dl.example.com/v2/SHA256SUMS`,
+  kubectl coral prefetch artifacts https://dl.example.com/v2/tools.tar.gz --name tools --extract --checksum-url https://dl.example.com/v2/SHA256SUMS
+
+  # Keep it on the GPU pool, nodes that join later included (the controller: kubectl coral install)
+  kubectl coral prefetch artifacts https://models.example.com/bert.tar.gz --name bert --sha256 9f2c… -l pool=gpu --persist bert -n coral-system`,
 		Args: cobra.ArbitraryArgs,
 		RunE: cmdutil.RunE(o),
 	}
@@ -125,6 +141,9 @@ host.`,
 	f.StringVar(&o.S3Region, "s3-region", o.S3Region, "S3 region")
 	f.BoolVar(&o.S3PathStyle, "s3-path-style", false, "path-style bucket addressing (default with --s3-endpoint)")
 	f.DurationVar(&o.SourceTimeout, "source-timeout", o.SourceTimeout, "time limit per source on a node, retries included")
+	f.StringVar(&o.Persist, "persist", "", "write an ArtifactPrefetch of this name (in -n) for the controller (kubectl coral install) instead of running Jobs here: the files stay on the selected nodes and nodes that join get them (and the label)")
+	f.BoolVar(&o.Wait, "wait", o.Wait, "with --persist: wait until the controller has settled and print its report (exit codes as a one-shot run); --wait=false returns once the object is written")
+	f.DurationVar(&o.WaitTimeout, "wait-timeout", o.WaitTimeout, "with --persist: how long to wait")
 	o.addFlags(f)
 	return cmd
 }
@@ -132,6 +151,7 @@ host.`,
 // Complete reads the sources and sets up the client.
 func (o *ArtifactsOptions) Complete(cmd *cobra.Command, args []string) error {
 	o.sources = args
+	o.persistFlagSet = cmd.Flags().Changed("wait") || cmd.Flags().Changed("wait-timeout")
 	if o.S3Endpoint != "" && !cmd.Flags().Changed("s3-path-style") {
 		o.S3PathStyle = true
 	}
@@ -160,6 +180,10 @@ func (o *ArtifactsOptions) Validate() error {
 		return cmdutil.BadInputf("--sha256 given %d times for %d sources: give one per source, in order", len(o.SHA256), len(o.sources))
 	case len(o.SHA256) > 0 && o.ChecksumURL != "":
 		return cmdutil.BadInputf("--sha256 and --checksum-url cannot be used together")
+	case o.Persist != "" && o.DryRun != "none":
+		return cmdutil.BadInputf("--persist writes an object for the controller; it cannot be combined with --dry-run (see the object with kubectl get artifactprefetch %s -o yaml)", o.Persist)
+	case o.Persist == "" && o.persistFlagSet:
+		return cmdutil.BadInputf("--wait and --wait-timeout only apply to --persist")
 	}
 	seen := map[string]bool{}
 	o.parsed = make([]artifacturl.Source, len(o.sources))
@@ -197,6 +221,11 @@ func (o *ArtifactsOptions) Validate() error {
 			return cmdutil.BadInput(err)
 		}
 		o.sum = sum
+	}
+	if o.Persist != "" {
+		if err := o.validatePersist(); err != nil {
+			return err
+		}
 	}
 	if o.S3Endpoint != "" {
 		u, err := url.Parse(o.S3Endpoint)
@@ -305,6 +334,9 @@ func (o *ArtifactsOptions) queries() map[string]string {
 func (o *ArtifactsOptions) Run(ctx context.Context) error {
 	if err := o.readSecrets(ctx); err != nil {
 		return err
+	}
+	if o.Persist != "" {
+		return o.persist(ctx)
 	}
 	items := make([]plan.Item, len(o.parsed))
 	for i, s := range o.parsed {
@@ -492,4 +524,87 @@ func (o *ArtifactsOptions) relabel(ctx context.Context, p *plan.Plan, rep *repor
 		}
 	}
 	return errs
+}
+
+// validatePersist refuses what an ArtifactPrefetch cannot carry: the
+// object is stored in the API server and read by the controller, so
+// nothing secret may go in it, and per-run flags have no field.
+func (o *ArtifactsOptions) validatePersist() error {
+	if msgs := validation.IsDNS1123Subdomain(o.Persist); len(msgs) > 0 || len(o.Persist) > 63 {
+		if len(msgs) == 0 {
+			msgs = []string{"at most 63 characters (it is a label value)"}
+		}
+		return cmdutil.BadInputf("--persist %q: %s", o.Persist, strings.Join(msgs, "; "))
+	}
+	for _, s := range o.parsed {
+		if s.Query != "" {
+			return cmdutil.BadInputf("--persist: source %q has a query (a pre-signed URL?): the ArtifactPrefetch would keep it in the API server, readable by anyone who may read the object; use a URL without a query and --header-secret, or run without --persist", s.Display())
+		}
+	}
+	if o.sum.Query != "" {
+		return cmdutil.BadInputf("--persist: --checksum-url has a query: the ArtifactPrefetch would keep it in the API server; use a URL without a query, or run without --persist")
+	}
+	switch {
+	case len(o.WorkerPullSecret) > 0:
+		return cmdutil.BadInputf("--persist: --worker-image-pull-secret is not part of an ArtifactPrefetch (the controller's Jobs use the pull secrets it was installed with)")
+	case o.KeepJobs:
+		return cmdutil.BadInputf("--persist: --keep-jobs applies to a run of this command; the controller deletes its Jobs once it has read them")
+	}
+	return nil
+}
+
+// persistSpec is the ArtifactPrefetch spec the flags describe (node and
+// run settings come from PersistSettings).
+func (o *ArtifactsOptions) persistSpec() (coralv1.ArtifactPrefetchSpec, error) {
+	spec := coralv1.ArtifactPrefetchSpec{
+		Name: o.Name, ChecksumURL: o.sum.Public, Extract: o.Extract, Root: o.DestRoot,
+		HeaderSecret: o.HeaderSecret, SourceTimeout: durationPtr(o.SourceTimeout),
+	}
+	s3 := o.S3Secret != "" || o.S3Endpoint != ""
+	for i, s := range o.parsed {
+		src := coralv1.ArtifactSource{URL: s.Public}
+		if len(o.SHA256) > 0 {
+			src.SHA256 = o.SHA256[i]
+		}
+		spec.Sources = append(spec.Sources, src)
+		s3 = s3 || s.Scheme == "s3"
+	}
+	if s3 {
+		spec.S3 = &coralv1.S3Options{Secret: o.S3Secret, Endpoint: o.S3Endpoint, Region: o.S3Region, PathStyle: o.S3PathStyle}
+	}
+	// The controller reads the S3 secret's keys by their AWS names only.
+	for file, key := range o.s3Keys {
+		if key != file {
+			return spec, cmdutil.BadInputf("--persist: --s3-secret %s has key %s; the controller reads AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN only: rename the key (kubectl edit secret %s -n %s)", o.S3Secret, key, o.S3Secret, o.namespace)
+		}
+	}
+	return spec, nil
+}
+
+// persist writes the ArtifactPrefetch for the controller and, with --wait,
+// prints its report with the same exit codes as a one-shot run.
+func (o *ArtifactsOptions) persist(ctx context.Context) error {
+	spec, err := o.persistSpec()
+	if err != nil {
+		return err
+	}
+	cl := o.persistClient
+	if cl == nil {
+		cfg, err := o.configFlags.ToRESTConfig()
+		if err != nil {
+			return cmdutil.BadInput(explainKubeconfig(err))
+		}
+		if cl, err = PersistClient(cfg); err != nil {
+			return cmdutil.BadInput(err)
+		}
+	}
+	rep, err := PersistArtifacts(ctx, cl, ArtifactPersist{
+		PersistSettings: PersistSettings{
+			Name: o.Persist, Namespace: o.namespace, Selector: o.Selector, NodeNames: o.Nodes, IncludeUnschedulable: o.IncludeUnschedulable,
+			WorkerImage: o.WorkerImage, MaxNodesInFlight: o.MaxNodesInFlight, NodeTimeout: o.Timeout, Retries: o.Retries,
+			Wait: o.Wait, WaitTimeout: o.WaitTimeout,
+		},
+		Spec: spec,
+	})
+	return o.finishPersist(ctx, "artifactprefetch", o.Persist, rep, err)
 }

@@ -1,14 +1,22 @@
 package prefetch
 
 import (
+	"context"
 	"strings"
 	"testing"
+	"time"
 
+	coralv1 "github.com/coral-dev/coral/pkg/apis/coral/v1alpha1"
 	"github.com/coral-dev/coral/pkg/cmd/cmdutil"
 	"github.com/spf13/cobra"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes/fake"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	crfake "sigs.k8s.io/controller-runtime/pkg/client/fake"
 )
 
 func runArtifacts(t *testing.T, args ...string) cmdResult {
@@ -97,5 +105,146 @@ func TestArtifactsQueryStaysOutOfJobs(t *testing.T) {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("dry-run output lacks %q", want)
 		}
+	}
+}
+
+// runArtifactsPersist runs `prefetch artifacts args…` with a fake cluster
+// whose API server knows Coral's types; controller, when set, plays the
+// controller's part once the object exists.
+func runArtifactsPersist(t *testing.T, controller func(cl client.Client), args ...string) (cmdResult, client.Client) {
+	t.Helper()
+	cl := crfake.NewClientBuilder().WithScheme(persistScheme(t)).WithStatusSubresource(&coralv1.ArtifactPrefetch{}).Build()
+	if controller != nil {
+		go controller(cl)
+	}
+	r := runCmd(t, "", func(streams genericiooptions.IOStreams, client *fake.Clientset) *cobra.Command {
+		o := NewArtifactsOptions(genericclioptions.NewConfigFlags(false), streams)
+		o.client = client
+		o.persistClient = cl
+		return newCmdArtifacts(o)
+	}, args...)
+	return r, cl
+}
+
+func persistScheme(t *testing.T) *runtime.Scheme {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	if err := coralv1.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestArtifactsPersistBadInput(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--persist", "bert", "--dry-run=client"}, "cannot be combined with --dry-run"},
+		{[]string{"--wait=false"}, "only apply to --persist"},
+		{[]string{"--wait-timeout", "5m"}, "only apply to --persist"},
+		{[]string{"--persist", "Not_A_Name"}, `--persist "Not_A_Name"`},
+		{[]string{"--persist", "bert", "--keep-jobs"}, "--keep-jobs"},
+		{[]string{"--persist", "bert", "--worker-image-pull-secret", "reg"}, "--worker-image-pull-secret"},
+	} {
+		r, cl := runArtifactsPersist(t, nil, append([]string{"https://m.example/bert.bin", "--name", "bert"}, tt.args...)...)
+		if cmdutil.Code(r.err) != cmdutil.ExitBadInput || !strings.Contains(r.err.Error(), tt.want) {
+			t.Errorf("%v: err = %v (exit %d), want exit 2 with %q", tt.args, r.err, cmdutil.Code(r.err), tt.want)
+		}
+		var list coralv1.ArtifactPrefetchList
+		if err := cl.List(context.Background(), &list); err != nil || len(list.Items) > 0 || len(r.writes) > 0 {
+			t.Errorf("%v: bad input wrote %d objects, %v (%v)", tt.args, len(list.Items), r.writes, err)
+		}
+	}
+	// A query would be stored in the object, readable by whoever reads it.
+	r, _ := runArtifactsPersist(t, nil, "https://m.example/bert.bin?X-Amz-Signature=S3CR3T", "--name", "bert", "--persist", "bert")
+	if cmdutil.Code(r.err) != cmdutil.ExitBadInput || !strings.Contains(r.err.Error(), "has a query") || strings.Contains(r.err.Error(), "S3CR3T") {
+		t.Errorf("pre-signed URL: err = %v, want exit 2 without the secret", r.err)
+	}
+}
+
+// --persist --wait=false writes the ArtifactPrefetch the flags describe,
+// and no Job.
+func TestArtifactsPersistWritesTheObject(t *testing.T) {
+	sum := strings.Repeat("ab", 32)
+	r, cl := runArtifactsPersist(t, nil, "https://m.example/models/bert.tar.gz", "--name", "bert", "--sha256", sum, "--extract",
+		"-l", "pool=gpu", "--persist", "bert-gpu", "--wait=false", "--timeout", "2h", "--source-timeout", "20m", "--max-nodes-in-flight", "7")
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if len(r.writes) > 0 {
+		t.Errorf("--persist ran something itself: %v", r.writes)
+	}
+	if !strings.Contains(r.stderr, "artifactprefetch.coral.dev/bert-gpu written in namespace default") {
+		t.Errorf("stderr: %s", r.stderr)
+	}
+	var got coralv1.ArtifactPrefetch
+	if err := cl.Get(context.Background(), client.ObjectKey{Namespace: "default", Name: "bert-gpu"}, &got); err != nil {
+		t.Fatal(err)
+	}
+	sp := got.Spec
+	if sp.Name != "bert" || len(sp.Sources) != 1 || sp.Sources[0].URL != "https://m.example/models/bert.tar.gz" || sp.Sources[0].SHA256 != sum || !sp.Extract {
+		t.Errorf("spec: %+v", sp)
+	}
+	if sp.Nodes.Selector == nil || sp.Nodes.Selector.MatchLabels["pool"] != "gpu" || sp.S3 != nil || sp.Root != "/var/lib/coral/artifacts" {
+		t.Errorf("spec nodes/s3/root: %+v", sp)
+	}
+	if sp.NodeTimeout.Duration != 2*time.Hour || sp.SourceTimeout.Duration != 20*time.Minute || sp.MaxNodesInFlight != 7 {
+		t.Errorf("spec run settings: %+v", sp)
+	}
+}
+
+// --persist waits for the controller and reports from its records, with
+// the exit code of a one-shot run.
+func TestArtifactsPersistWaitsAndReports(t *testing.T) {
+	sum := strings.Repeat("ab", 32)
+	url := "https://m.example/bert.bin"
+	controller := func(state string) func(client.Client) {
+		return func(cl client.Client) {
+			ctx := context.Background()
+			var obj coralv1.ArtifactPrefetch
+			for cl.Get(ctx, client.ObjectKey{Namespace: "default", Name: "bert"}, &obj) != nil {
+				time.Sleep(50 * time.Millisecond)
+			}
+			for i, node := range []string{"web-1", "web-2"} {
+				status := "Downloaded"
+				if i == 1 && state == "Failed" {
+					status = "Failed"
+				}
+				rec := &coralv1.PrefetchNode{
+					ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "art.bert." + node, Labels: map[string]string{"coral.dev/artifactprefetch": "bert"}},
+					Prefetch:   coralv1.PrefetchRef{Kind: "ArtifactPrefetch", Name: "bert"}, Node: node,
+					Results: []coralv1.NodeItem{{Ref: url, Digest: "sha256:" + sum, Status: status}},
+				}
+				if err := cl.Create(ctx, rec); err != nil {
+					panic(err)
+				}
+			}
+			ready := metav1.ConditionTrue
+			if state == "Failed" {
+				ready = metav1.ConditionFalse
+			}
+			obj.Status.ObservedGeneration = obj.Generation
+			obj.Status.Conditions = []metav1.Condition{
+				{Type: coralv1.ConditionReady, Status: ready, Reason: "X", LastTransitionTime: metav1.Now()},
+				{Type: coralv1.ConditionProgressing, Status: metav1.ConditionFalse, Reason: "Idle", LastTransitionTime: metav1.Now()},
+			}
+			if err := cl.Status().Update(ctx, &obj); err != nil {
+				panic(err)
+			}
+		}
+	}
+	r, _ := runArtifactsPersist(t, controller("Ready"), url, "--name", "bert", "--sha256", sum, "--persist", "bert", "-o", "json")
+	if r.err != nil {
+		t.Fatalf("err = %v\n%s", r.err, r.stderr)
+	}
+	if !strings.Contains(r.stdout, `"kind": "ArtifactReport"`) || !strings.Contains(r.stdout, `"downloaded": 2`) || !strings.Contains(r.stdout, `"source": "`+url+`"`) {
+		t.Errorf("report:\n%s", r.stdout)
+	}
+	r, _ = runArtifactsPersist(t, controller("Failed"), url, "--name", "bert", "--sha256", sum, "--persist", "bert", "-o", "json")
+	if cmdutil.Code(r.err) != cmdutil.ExitFailed || !strings.Contains(r.stdout, `"failed": 1`) {
+		t.Errorf("a failed node: err = %v (exit %d), want 1\n%s", r.err, cmdutil.Code(r.err), r.stdout)
 	}
 }

@@ -6,7 +6,9 @@ import (
 	"time"
 
 	coralv1 "github.com/coral-dev/coral/pkg/apis/coral/v1alpha1"
+	"github.com/coral-dev/coral/pkg/cmd/cmdutil"
 	"github.com/coral-dev/coral/pkg/report"
+	"github.com/coral-dev/coral/pkg/report/output"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -249,4 +251,28 @@ func persistReport(ctx context.Context, cl client.Client, obj client.Object, lab
 		}
 	}
 	return report.NewReport(kind, obj.GetName(), start, time.Now(), rows), nil
+}
+
+// finishPersist turns what PersistImages/PersistArtifacts returned into
+// the command's output and exit code: the report as a one-shot run prints
+// it, or a line saying the object was written (--wait=false).
+func (o *RunOptions) finishPersist(ctx context.Context, resource, name string, rep *report.PrefetchReport, err error) error {
+	if rep == nil && err != nil {
+		if meta.IsNoMatchError(err) {
+			return cmdutil.BadInputf("--persist needs Coral's controller and its CRDs in the cluster: run kubectl coral install (%v)", err)
+		}
+		if ctx.Err() != nil {
+			return &cmdutil.ExitError{Code: cmdutil.ExitInterrupted, Err: fmt.Errorf("interrupted while waiting; %s/%s stays and goes on", resource, name)}
+		}
+		return &cmdutil.ExitError{Code: cmdutil.ExitFailed, Err: fmt.Errorf("--persist %s: %w", name, err)}
+	}
+	if rep == nil {
+		fmt.Fprintf(o.ErrOut, "%s.coral.dev/%s written in namespace %s; the controller takes it from here (kubectl get %s -n %s %s)\n", resource, name, o.namespace, resource, o.namespace, name)
+		return nil
+	}
+	if ctx.Err() != nil {
+		_ = output.Print(o.Out, o.Output, rep, rep.PrintTable)
+		return &cmdutil.ExitError{Code: cmdutil.ExitInterrupted, Err: fmt.Errorf("interrupted while waiting; the report above is partial, and %s/%s stays and goes on", resource, name)}
+	}
+	return o.finish(&outcome{report: rep, err: err})
 }

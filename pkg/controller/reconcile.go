@@ -1,0 +1,89 @@
+package controller
+
+import (
+	"context"
+	"time"
+
+	coralv1 "github.com/coral-dev/coral/pkg/apis/coral/v1alpha1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+)
+
+// This file is what the two reconcilers share: how each kind is watched,
+// and the shape of a reconcile around the kind's own step.
+
+// setupKind registers a reconciler for one kind: its objects, their Jobs
+// and worker pods (through the name label), and Node changes that can
+// change a plan (every object of the kind may select the node).
+func (s *shared) setupKind(mgr ctrl.Manager, name string, obj client.Object, list client.ObjectList, nameLabel string, r reconcile.Reconciler) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		Named(name).
+		For(obj).
+		Owns(&batchv1.Job{}).
+		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(byNameLabel(nameLabel))).
+		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(s.all(list)), builder.WithPredicates(nodeChanged())).
+		// One reconcile at a time: the global cap and one-Job-per-node are
+		// decided in one place. A reconcile only reads caches and writes a
+		// few objects, so one worker keeps up with thousands of nodes.
+		WithOptions(controller.Options{MaxConcurrentReconciles: 1}).
+		Complete(r)
+}
+
+// step is a kind's part of a reconcile. It changes the object's status in
+// place where the kind has its own fields (resolved digests), and returns
+// the sync's outcome (nil when nothing could be planned), a Degraded
+// {reason, message} if any, and when to come back. A *badInput error is a
+// problem a person must fix: Degraded, retried after a minute.
+type step func(ctx context.Context) (out *outcome, degraded []string, requeue time.Duration, err error)
+
+// statusOf returns an object's whole status (for comparing) and the part
+// every kind shares.
+type statusOf func(client.Object) (any, *coralv1.PrefetchStatus)
+
+// reconcile reads the object, runs its finalizer when it is being
+// deleted, adds the finalizer otherwise, runs the kind's step, and writes
+// the status only when it changed (a write wakes the next reconcile).
+func (s *shared) reconcile(ctx context.Context, req ctrl.Request, obj client.Object, nameLabel string, status statusOf, kindStep step) (ctrl.Result, error) {
+	if err := s.client.Get(ctx, req.NamespacedName, obj); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !obj.GetDeletionTimestamp().IsZero() {
+		return s.finalize(ctx, obj)
+	}
+	if controllerutil.AddFinalizer(obj, Finalizer) {
+		if err := s.client.Update(ctx, obj); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	before := obj.DeepCopyObject().(client.Object)
+	out, degraded, requeue, err := kindStep(ctx)
+	if err != nil {
+		var bad *badInput
+		if !asBadInput(err, &bad) {
+			return ctrl.Result{}, err
+		}
+		out, degraded, requeue = nil, []string{bad.reason, bad.message}, time.Minute
+	}
+	was, wasCommon := status(before)
+	now, st := status(obj)
+	setStatus(st, obj.GetGeneration(), out, degraded, kindLabel(nameLabel, obj.GetNamespace(), obj.GetName()))
+	s.announce(obj, wasCommon, st)
+	if !equality.Semantic.DeepEqual(now, was) {
+		if err := s.client.Status().Update(ctx, obj); err != nil {
+			if apierrors.IsConflict(err) {
+				return ctrl.Result{Requeue: true}, nil
+			}
+			return ctrl.Result{}, err
+		}
+	}
+	return ctrl.Result{RequeueAfter: requeue}, nil
+}
