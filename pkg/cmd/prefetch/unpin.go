@@ -92,7 +92,7 @@ including a pin an ImagePrefetch holds (nothing created); 130 interrupted
   # Show the Jobs it would create
   kubectl coral unpin nginx:1.27 --dry-run=client -o yaml`,
 		Args: cobra.ArbitraryArgs,
-		RunE: runE(o),
+		RunE: cmdutil.RunE(o),
 	}
 	f := cmd.Flags()
 	f.StringArrayVarP(&o.Filenames, "filename", "f", nil, "file with images: a plain list or Kubernetes manifests; - for stdin (repeatable)")
