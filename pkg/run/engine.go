@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -94,7 +95,7 @@ type Engine struct {
 	// fewer than MaxInFlight worker pods exist, and (3) by Little's law the
 	// workers would stay under the cap if the controller were fed: the
 	// rate at which pods appeared over the last 10 s times a worker's
-	// recent time from pod to report is at most MaxInFlight/2. Jobs that
+	// recent time from pod to report is at most MaxInFlight. Jobs that
 	// wait for the controller pull nothing. When pulls are slow (the cap is
 	// what bounds the run, as meant) (3) keeps the cap strict; when
 	// workers are quick and the controller is the bound (bench-scale: 1 s
@@ -346,6 +347,7 @@ type runner struct {
 	// moving average).
 	backlogged bool
 	aheadOK    bool
+	debugAt    time.Time
 	podTimes   []time.Time
 	work       time.Duration
 	createErr  error // a watch error worth explaining (RBAC)
@@ -535,6 +537,11 @@ func (r *runner) checkDeadlines(ctx context.Context) {
 	}
 	wasOK := r.aheadOK
 	r.aheadOK = r.backlogged && r.littleAllows(now)
+	if debugEngine != nil && now.Sub(r.debugAt) >= 2*time.Second {
+		r.debugAt = now
+		fmt.Fprintf(debugEngine, "%s live=%d podless=%d done=%d backlogged=%v aheadOK=%v pods10s=%d work=%s\n",
+			now.Format("15:04:05"), r.live, r.podless, r.done, r.backlogged, r.aheadOK, len(r.podTimes), r.work.Round(10*time.Millisecond))
+	}
 	if r.aheadOK && !wasOK {
 		r.signal() // dispatch may create Jobs ahead now
 	}
@@ -553,8 +560,20 @@ func (r *runner) checkDeadlines(ctx context.Context) {
 	}
 }
 
+// debugEngine (CORAL_DEBUG_ENGINE=FILE, a diagnostic for bench-scale, see
+// docs/scale.md) receives the engine's flow-control state every 2 s: live
+// and pod-less workers, results, whether Jobs ahead are allowed.
+var debugEngine = func() io.Writer {
+	if p := os.Getenv("CORAL_DEBUG_ENGINE"); p != "" {
+		if f, err := os.Create(p); err == nil {
+			return f
+		}
+	}
+	return nil
+}()
+
 // littleAllows says whether, by Little's law, the workers would stay at or
-// under MaxInFlight/2 if the Job controller were fed: pods appearing at the
+// under MaxInFlight if the Job controller were fed: pods appearing at the
 // rate of the last 10 s, each working r.work. Before any worker reported,
 // JobsAhead is not used. r.mu held.
 func (r *runner) littleAllows(now time.Time) bool {
@@ -568,7 +587,7 @@ func (r *runner) littleAllows(now time.Time) bool {
 		return false
 	}
 	rate := float64(len(r.podTimes)) / window.Seconds()
-	return rate*r.work.Seconds() <= float64(r.e.MaxInFlight)/2
+	return rate*r.work.Seconds() <= float64(r.e.MaxInFlight)
 }
 
 // cleanup deletes every worker of the run and the run's Lease. Small runs

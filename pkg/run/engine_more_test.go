@@ -395,7 +395,7 @@ func TestRunFeedsABackloggedJobController(t *testing.T) {
 }
 
 // Jobs ahead only when, by Little's law, the workers would stay at or
-// under half the cap: pods appearing at the recent rate times a worker's time.
+// under the cap: pods appearing at the recent rate times a worker's time.
 func TestLittleAllows(t *testing.T) {
 	now := time.Now()
 	r := &runner{e: &Engine{MaxInFlight: 10}}
@@ -407,10 +407,10 @@ func TestLittleAllows(t *testing.T) {
 		work time.Duration
 		want bool
 	}{
-		{0, false},                      // no worker has reported yet
-		{2 * time.Second, true},         // 2/s x 2 s = 4 <= 5
-		{2500 * time.Millisecond, true}, // 5 <= 5
-		{3 * time.Second, false},        // 6 > 5: slow pulls keep the cap strict
+		{0, false},               // no worker has reported yet
+		{2 * time.Second, true},  // 2/s x 2 s = 4 <= 10
+		{5 * time.Second, true},  // 10 <= 10
+		{6 * time.Second, false}, // 12 > 10: slow pulls keep the cap strict
 		{30 * time.Second, false},
 	} {
 		r.work = tc.work
