@@ -17,6 +17,10 @@ type runProgress struct {
 	total   int
 	skipped int
 	start   time.Time
+	// tick redraws the bar every second on a terminal, so its clock runs
+	// while no node finishes; closed by Finish.
+	tick     chan struct{}
+	tickDone chan struct{}
 }
 
 // newRunProgress takes mode from --progress, already validated.
@@ -33,6 +37,22 @@ func (p *runProgress) Start(runID, namespace string) {
 	p.out.Line(msg)
 	p.out.Count(0, p.total)
 	p.out.Status(prefetching)
+	if p.out.Mode() == progress.Bar {
+		p.tick, p.tickDone = make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(p.tickDone)
+			t := time.NewTicker(time.Second)
+			defer t.Stop()
+			for {
+				select {
+				case <-p.tick:
+					return
+				case <-t.C:
+					p.out.Status(prefetching)
+				}
+			}
+		}()
+	}
 }
 
 // prefetching is the status; the Printer shows with it how many nodes have
@@ -67,6 +87,11 @@ func (p *runProgress) Event(ev run.Event) {
 }
 
 func (p *runProgress) Finish(interrupted bool) {
+	if p.tick != nil {
+		close(p.tick)
+		<-p.tickDone
+		p.tick = nil
+	}
 	p.out.Clear()
 	if interrupted {
 		p.out.Line("interrupted: deleted the run's Jobs")

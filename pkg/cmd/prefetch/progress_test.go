@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -69,5 +70,43 @@ func TestRunProgressNone(t *testing.T) {
 	events(newRunProgress(&buf, "none", 2, 0))
 	if buf.Len() != 0 {
 		t.Fatalf("got %q", buf.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the ticker's writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// On a terminal the bar's clock runs while no node finishes: it is redrawn
+// every second, and not after Finish.
+func TestRunProgressBarStaysLive(t *testing.T) {
+	var buf syncBuffer
+	p := newRunProgress(&buf, "bar", 2, 0)
+	p.Start("abc123", "coral-system")
+	time.Sleep(2500 * time.Millisecond)
+	p.Finish(false)
+	out := buf.String()
+	for _, want := range []string{`\[1s\]`, `\[2s\]`} {
+		if !regexp.MustCompile(want).MatchString(out) {
+			t.Errorf("no redraw showing %s while nothing happened in\n%q", want, out)
+		}
+	}
+	time.Sleep(1200 * time.Millisecond)
+	if after := buf.String(); after != out {
+		t.Errorf("drawn after Finish: %q", strings.TrimPrefix(after, out))
 	}
 }
