@@ -335,6 +335,8 @@ type runner struct {
 	followers  sync.WaitGroup
 	followCtx  context.Context
 	stopFollow context.CancelFunc
+	// explained counts the late nodes whose Node and events were read.
+	explained int
 	// live counts workers created whose node has no result yet; podless
 	// those of them whose pod has not been seen (jobs mode: waiting for the
 	// Job controller).
@@ -547,11 +549,22 @@ func (r *runner) checkDeadlines(ctx context.Context) {
 	}
 	r.mu.Unlock()
 	for _, l := range timedOut {
-		if why := r.nodeDown(ctx, l.st.node); why != "" {
-			l.msg += "; " + why
-		}
-		if why := r.lastWarning(ctx, "Pod", l.pod); why != "" {
-			l.msg += ": " + why
+		// Two reads explain a late node (its Node, its pod's events); the
+		// first lateExplained of a run get them, so a run's reads do not
+		// grow with the nodes it loses.
+		if r.explained < lateExplained {
+			r.explained++
+			if why := r.nodeDown(ctx, l.st.node); why != "" {
+				l.msg += "; " + why
+			}
+			if why := r.lastWarning(ctx, "Pod", l.pod); why != "" {
+				l.msg += ": " + why
+			}
+		} else if r.explained == lateExplained {
+			r.explained++
+			l.msg += fmt.Sprintf(" (more than %d nodes were late: see `kubectl describe node %s` and the pod's events for why)", lateExplained, l.st.node)
+		} else {
+			l.msg += fmt.Sprintf(" (see `kubectl describe node %s`)", l.st.node)
 		}
 		r.mu.Lock()
 		l.st.reading = false
@@ -559,6 +572,10 @@ func (r *runner) checkDeadlines(ctx context.Context) {
 		r.mu.Unlock()
 	}
 }
+
+// lateExplained is how many late nodes of a run get their Node and their
+// pod's events read to say why they are late.
+const lateExplained = 10
 
 // debugEngine (CORAL_DEBUG_ENGINE=FILE, a diagnostic for bench-scale, see
 // docs/scale.md) receives the engine's flow-control state every 2 s: live

@@ -480,3 +480,43 @@ func TestRunFollowsTheWorkerLog(t *testing.T) {
 		t.Errorf("m1: %+v", res[0].Items[0])
 	}
 }
+
+// A run that loses many nodes reads why for the first lateExplained only:
+// its reads do not grow with the nodes it loses.
+func TestRunExplainsBoundedLateNodes(t *testing.T) {
+	c := newClient()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	k := &kubelet{client: c, behave: func(_ string, pod *corev1.Pod) bool {
+		pod.Status.Phase = corev1.PodRunning // and never a report
+		return true
+	}}
+	k.start(t, ctx)
+	var nodes []string
+	for i := range lateExplained + 5 {
+		nodes = append(nodes, fmt.Sprintf("late-%02d", i))
+	}
+	e := &Engine{Client: c, Namespace: ns, RunID: "late", MaxInFlight: len(nodes), NodeTimeout: 500 * time.Millisecond, FollowLogsUpTo: -1}
+	res, _, err := e.Run(ctx, nodeJobs("late", nodes...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res {
+		if r.Items[0].Status != report.StatusFailed || !strings.Contains(r.Items[0].Message, "no report within --timeout") {
+			t.Errorf("%s: %+v", r.Node, r.Items[0])
+		}
+	}
+	var nodeGets, eventLists int
+	for _, a := range c.Actions() {
+		switch {
+		case a.GetVerb() == "get" && a.GetResource().Resource == "nodes":
+			nodeGets++
+		case a.GetVerb() == "list" && a.GetResource().Resource == "events" &&
+			strings.Contains(a.(k8stesting.ListAction).GetListRestrictions().Fields.String(), "involvedObject.name"):
+			eventLists++ // one late pod's events, not the FailedCreate watch's list
+		}
+	}
+	if nodeGets != lateExplained || eventLists != lateExplained {
+		t.Errorf("%d Node gets and %d events lists for %d late nodes, want %d each", nodeGets, eventLists, len(nodes), lateExplained)
+	}
+}
