@@ -355,7 +355,7 @@ func (b *bench) runBound(ctx context.Context, r *runResult, jobsFile, silentFile
 	defer cancel()
 	cmd := exec.CommandContext(cctx, self, "bound", "--kubeconfig", b.e.boundKubeconfig, "--namespace", b.e.namespace,
 		"--jobs", jobsFile, "--mode", r.Mode, "--silent", silentFile, "--timeout", b.runTimeout(r.N).String(),
-		"--qps", strconv.FormatFloat(b.c.boundQPS, 'f', -1, 64))
+		"--qps", strconv.FormatFloat(b.c.boundQPS, 'f', -1, 64), "--owner-lease="+strconv.FormatBool(b.c.boundOwnerLease))
 	var stderr, stdout bytes.Buffer
 	cmd.Stderr, cmd.Stdout = &stderr, &stdout
 	runErr := cmd.Start()

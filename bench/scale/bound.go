@@ -15,6 +15,7 @@ import (
 
 	"github.com/coral-dev/coral/pkg/jobs"
 	batchv1 "k8s.io/api/batch/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -52,8 +53,9 @@ func boundMain(args []string) int {
 	silentFile := fs.String("silent", "", "file with the names of nodes whose worker never reports, one per line")
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up after this long")
 	qps := fs.Float64("qps", 100, "client QPS (burst twice that)")
+	ownerLease := fs.Bool("owner-lease", false, "make every Job (or pod) a dependent of one Lease, as Coral's runs are (to tell what that costs the control plane)")
 	_ = fs.Parse(args)
-	res := runBound(*kubeconfig, *ns, *jobsFile, *mode, *silentFile, *timeout, float32(*qps))
+	res := runBound(*kubeconfig, *ns, *jobsFile, *mode, *silentFile, *timeout, float32(*qps), *ownerLease)
 	_ = json.NewEncoder(os.Stdout).Encode(res)
 	if res.Error != "" || res.TimedOut {
 		return 1
@@ -61,7 +63,7 @@ func boundMain(args []string) int {
 	return 0
 }
 
-func runBound(kubeconfig, ns, jobsFile, mode, silentFile string, timeout time.Duration, qps float32) (res boundResult) {
+func runBound(kubeconfig, ns, jobsFile, mode, silentFile string, timeout time.Duration, qps float32, ownerLease bool) (res boundResult) {
 	fail := func(err error) boundResult { res.Error = err.Error(); return res }
 	var list batchv1.JobList
 	b, err := os.ReadFile(jobsFile)
@@ -100,6 +102,16 @@ func runBound(kubeconfig, ns, jobsFile, mode, silentFile string, timeout time.Du
 	res.Nodes = len(jobsOut)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	if ownerLease {
+		l, err := client.CoordinationV1().Leases(ns).Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "coral-bound-" + runID}}, metav1.CreateOptions{})
+		if err != nil {
+			return fail(fmt.Errorf("creating the owner Lease: %w", err))
+		}
+		defer client.CoordinationV1().Leases(ns).Delete(context.Background(), l.Name, metav1.DeleteOptions{})
+		for _, j := range jobsOut {
+			j.OwnerReferences = append(j.OwnerReferences, metav1.OwnerReference{APIVersion: "coordination.k8s.io/v1", Kind: "Lease", Name: l.Name, UID: l.UID})
+		}
+	}
 	start := time.Now()
 	since := func() float64 { return time.Since(start).Seconds() }
 
@@ -262,7 +274,7 @@ func podFromJob(j *batchv1.Job) *corev1.Pod {
 	spec := *j.Spec.Template.Spec.DeepCopy()
 	spec.ActiveDeadlineSeconds = j.Spec.ActiveDeadlineSeconds
 	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: j.Name, Namespace: j.Namespace, Labels: j.Spec.Template.Labels, Annotations: j.Spec.Template.Annotations},
+		ObjectMeta: metav1.ObjectMeta{Name: j.Name, Namespace: j.Namespace, Labels: j.Spec.Template.Labels, Annotations: j.Spec.Template.Annotations, OwnerReferences: j.OwnerReferences},
 		Spec:       spec,
 	}
 }

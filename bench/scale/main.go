@@ -56,6 +56,8 @@ type config struct {
 	memPerNode  float64
 	memBase     float64
 	boundQPS    float64
+	// boundOwnerLease gives the bound's workers one Lease as owner, as Coral's.
+	boundOwnerLease bool
 }
 
 func main() {
@@ -84,6 +86,7 @@ func benchMain(args []string) int {
 	fs.Float64Var(&c.memBase, "mem-base-mb", 1500, "memory an N needs besides per node (MemAvailable check)")
 	fs.Float64Var(&c.memPerNode, "mem-per-node-mb", 0.8, "memory an N needs per node (control plane, kwok, Coral)")
 	fs.Float64Var(&c.boundQPS, "bound-qps", 100, "the bound client's QPS (burst is twice that)")
+	fs.BoolVar(&c.boundOwnerLease, "bound-owner-lease", false, "make the bound's Jobs (or pods) dependents of one Lease, as Coral's are: what that ownership costs the control plane")
 	_ = fs.Parse(args)
 	for _, f := range strings.FieldsFunc(ns, func(r rune) bool { return r == ' ' || r == ',' }) {
 		n, err := strconv.Atoi(f)
