@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 	"sync"
@@ -14,7 +15,6 @@ import (
 	"github.com/coral-dev/coral/pkg/plan"
 	"github.com/coral-dev/coral/pkg/registryauth"
 	"github.com/coral-dev/coral/pkg/report"
-	"github.com/coral-dev/coral/pkg/report/output"
 	"github.com/coral-dev/coral/pkg/run"
 	"github.com/coral-dev/coral/pkg/source"
 	"github.com/coral-dev/coral/pkg/version"
@@ -22,7 +22,6 @@ import (
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
@@ -164,26 +163,35 @@ deleted).`,
 
 // Complete reads the images and sets up the client.
 func (o *ImagesOptions) Complete(cmd *cobra.Command, args []string) error {
-	var refs []string
-	if len(args) > 0 {
-		r, err := source.FromArgs(args)
-		if err != nil {
-			return cmdutil.BadInput(err)
-		}
-		refs = append(refs, r...)
+	var err error
+	if o.images, err = readImages(args, o.Filenames, o.In); err != nil {
+		return err
 	}
-	for _, fn := range o.Filenames {
-		r, err := source.FromFile(fn, o.In)
-		if err != nil {
-			return cmdutil.BadInput(err)
-		}
-		refs = append(refs, r...)
-	}
-	o.images = source.Dedup(refs)
 	if o.sourceClient == nil {
 		o.sourceClient = o.newSourceClient
 	}
 	return o.complete()
+}
+
+// readImages reads image references from arguments and -f files (plain
+// lists or manifests; - is in), without duplicates, in order.
+func readImages(args, filenames []string, in io.Reader) ([]string, error) {
+	var refs []string
+	if len(args) > 0 {
+		r, err := source.FromArgs(args)
+		if err != nil {
+			return nil, cmdutil.BadInput(err)
+		}
+		refs = append(refs, r...)
+	}
+	for _, fn := range filenames {
+		r, err := source.FromFile(fn, in)
+		if err != nil {
+			return nil, cmdutil.BadInput(err)
+		}
+		refs = append(refs, r...)
+	}
+	return source.Dedup(refs), nil
 }
 
 // newSourceClient connects to the cluster --from-cluster reads: the target
@@ -453,22 +461,5 @@ func (o *ImagesOptions) persist(ctx context.Context) error {
 		Images: o.images, PullSecrets: o.PullSecrets, Pin: o.Pin != "", MaxPullsPerNode: o.MaxPullsPerNode,
 		ImageTimeout: o.ImageTimeout, RuntimeEndpoint: o.RuntimeEndpoint, RefreshInterval: o.RefreshInterval,
 	})
-	if rep == nil && err != nil {
-		if meta.IsNoMatchError(err) {
-			return cmdutil.BadInputf("--persist needs Coral's controller and its CRDs in the cluster: run kubectl coral install (%v)", err)
-		}
-		if ctx.Err() != nil {
-			return &cmdutil.ExitError{Code: cmdutil.ExitInterrupted, Err: fmt.Errorf("interrupted while waiting; imageprefetch/%s stays and goes on", o.Persist)}
-		}
-		return &cmdutil.ExitError{Code: cmdutil.ExitFailed, Err: fmt.Errorf("--persist %s: %w", o.Persist, err)}
-	}
-	if rep == nil {
-		fmt.Fprintf(o.ErrOut, "imageprefetch.coral.dev/%s written in namespace %s; the controller takes it from here (kubectl get imageprefetch -n %s %s)\n", o.Persist, o.namespace, o.namespace, o.Persist)
-		return nil
-	}
-	if ctx.Err() != nil {
-		_ = output.Print(o.Out, o.Output, rep, rep.PrintTable)
-		return &cmdutil.ExitError{Code: cmdutil.ExitInterrupted, Err: fmt.Errorf("interrupted while waiting; the report above is partial, and imageprefetch/%s stays and goes on", o.Persist)}
-	}
-	return o.finish(&outcome{report: rep, err: err})
+	return o.finishPersist(ctx, "imageprefetch", o.Persist, rep, err)
 }

@@ -105,22 +105,10 @@ including a pin an ImagePrefetch holds (nothing created); 130 interrupted
 
 // Complete reads the images and sets up the client.
 func (o *UnpinOptions) Complete(cmd *cobra.Command, args []string) error {
-	var refs []string
-	if len(args) > 0 {
-		r, err := source.FromArgs(args)
-		if err != nil {
-			return cmdutil.BadInput(err)
-		}
-		refs = append(refs, r...)
+	var err error
+	if o.images, err = readImages(args, o.Filenames, o.In); err != nil {
+		return err
 	}
-	for _, fn := range o.Filenames {
-		r, err := source.FromFile(fn, o.In)
-		if err != nil {
-			return cmdutil.BadInput(err)
-		}
-		refs = append(refs, r...)
-	}
-	o.images = source.Dedup(refs)
 	if err := o.complete(); err != nil {
 		return err
 	}
