@@ -539,9 +539,9 @@ func (r *runner) checkDeadlines(ctx context.Context) {
 	}
 	wasOK := r.aheadOK
 	r.aheadOK = r.backlogged && r.littleAllows(now)
-	if debugEngine != nil && now.Sub(r.debugAt) >= 2*time.Second {
+	if w := debugEngine(); w != nil && now.Sub(r.debugAt) >= 2*time.Second {
 		r.debugAt = now
-		fmt.Fprintf(debugEngine, "%s live=%d podless=%d done=%d backlogged=%v aheadOK=%v pods10s=%d work=%s\n",
+		fmt.Fprintf(w, "%s live=%d podless=%d done=%d backlogged=%v aheadOK=%v pods10s=%d work=%s\n",
 			now.Format("15:04:05"), r.live, r.podless, r.done, r.backlogged, r.aheadOK, len(r.podTimes), r.work.Round(10*time.Millisecond))
 	}
 	if r.aheadOK && !wasOK {
@@ -579,15 +579,16 @@ const lateExplained = 10
 
 // debugEngine (CORAL_DEBUG_ENGINE=FILE, a diagnostic for bench-scale, see
 // docs/scale.md) receives the engine's flow-control state every 2 s: live
-// and pod-less workers, results, whether Jobs ahead are allowed.
-var debugEngine = func() io.Writer {
+// and pod-less workers, results, whether Jobs ahead are allowed. Opened on
+// first use and appended to, so a dry run does not empty it.
+var debugEngine = sync.OnceValue(func() io.Writer {
 	if p := os.Getenv("CORAL_DEBUG_ENGINE"); p != "" {
-		if f, err := os.Create(p); err == nil {
+		if f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err == nil {
 			return f
 		}
 	}
 	return nil
-}()
+})
 
 // littleAllows says whether, by Little's law, the workers would stay at or
 // under MaxInFlight if the Job controller were fed: pods appearing at the

@@ -369,9 +369,13 @@ func TestRunFeedsABackloggedJobController(t *testing.T) {
 				res, _, err := e.Run(ctx, nodeJobs("r1", nodes...))
 				done <- out{res, err}
 			}()
-			// Well past JobBacklogAfter and several deadline checks: the
-			// queue is as long as it may get, and no longer.
-			time.Sleep(1500 * time.Millisecond)
+			// The queue grows to its bound (waited for, so a loaded machine
+			// does not fail the test) and, several deadline checks later,
+			// no further.
+			for deadline := time.Now().Add(10 * time.Second); int(created.Load()) < tc.want && time.Now().Before(deadline); {
+				time.Sleep(20 * time.Millisecond)
+			}
+			time.Sleep(1000 * time.Millisecond)
 			if got := int(created.Load()); got != tc.want {
 				t.Errorf("%d Jobs created while the controller made no pod after the first 2, want %d (MaxInFlight 2, JobsAhead %d)", got, tc.want, tc.ahead)
 			}
