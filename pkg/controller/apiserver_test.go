@@ -75,12 +75,10 @@ func startController(t *testing.T, cfg *rest.Config, o Options) func() {
 	}
 }
 
-// TestReconcileAgainstAPIServer runs the controller against a real API
-// server and etcd (no kubelets: the test plays the Job controller and the
-// worker by creating each Job's pod with the worker's termination message).
-// It checks the global cap, one Job per node, records, status, a node that
-// joins, and a restart that adopts the Job in flight instead of duplicating it.
-func TestReconcileAgainstAPIServer(t *testing.T) {
+// startAPIServer starts etcd and kube-apiserver with Coral's CRDs (skipped
+// with -short), and a namespace ns with its default ServiceAccount.
+func startAPIServer(t *testing.T, ns string) (*rest.Config, client.Client) {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("starts etcd and kube-apiserver")
 	}
@@ -99,9 +97,20 @@ func TestReconcileAgainstAPIServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const ns = "coral"
 	must(t, cl.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
 	must(t, cl.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: ns}}))
+	return cfg, cl
+}
+
+// TestReconcileAgainstAPIServer runs the controller against a real API
+// server and etcd (no kubelets: the test plays the Job controller and the
+// worker by creating each Job's pod with the worker's termination message).
+// It checks the global cap, one Job per node, records, status, a node that
+// joins, and a restart that adopts the Job in flight instead of duplicating it.
+func TestReconcileAgainstAPIServer(t *testing.T) {
+	const ns = "coral"
+	cfg, cl := startAPIServer(t, ns)
+	ctx := context.Background()
 	for _, n := range []string{"n1", "n2", "n3"} {
 		addNode(t, cl, n, "web")
 	}

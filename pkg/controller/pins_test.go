@@ -2,7 +2,6 @@ package controller
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +14,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
 
 // TestPinsOfANodeThatLeftAreReleased: a node that leaves a pinning
@@ -23,27 +21,9 @@ import (
 // object still runs an unpin Job there; without the record the pin would
 // stay for good, out of every object's reach.
 func TestPinsOfANodeThatLeftAreReleased(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts etcd and kube-apiserver")
-	}
-	env := &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd")},
-		ErrorIfCRDPathMissing: true,
-		BinaryAssetsDirectory: apiServerAssets(t),
-	}
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatalf("starting etcd and kube-apiserver: %v", err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
-	ctx := context.Background()
-	cl, err := client.New(cfg, client.Options{Scheme: Scheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
 	const ns = "coral"
-	must(t, cl.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
-	must(t, cl.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: ns}}))
+	cfg, cl := startAPIServer(t, ns)
+	ctx := context.Background()
 	addNode(t, cl, "n1", "web")
 	o := NewOptions()
 	o.WorkerImage = "reg.local/coral-worker:test"
