@@ -31,7 +31,10 @@ func FuzzParsePullSecret(f *testing.F) {
 				continue
 			}
 			for _, c := range k.Lookup(image) {
-				if s := fmt.Sprintf("%v %+v %#v", c, c, c); c.Password != "" && strings.Contains(s, c.Password) {
+				// What is left once the redaction text is taken out must not
+				// hold the password (a password "C" is in "Credential{redacted}").
+				s := strings.ReplaceAll(fmt.Sprintf("%v %+v %#v", c, c, c), Credential{}.String(), "")
+				if c.Password != "" && strings.Contains(s, c.Password) {
 					t.Fatalf("a credential prints its password: %s", s)
 				}
 			}
