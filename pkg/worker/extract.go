@@ -101,7 +101,13 @@ func untar(archive, dest string) error {
 		defer gz.Close()
 		r = gz
 	}
-	tr := tar.NewReader(r)
+	// Whatever stops the extraction, no symlink that leads out stays.
+	return errors.Join(extractEntries(tar.NewReader(r), dest), removeEscapingLinks(dest))
+}
+
+// extractEntries writes the archive's entries under dest, refusing what
+// could escape it or expand without bound.
+func extractEntries(tr *tar.Reader, dest string) error {
 	found := false
 	for {
 		h, err := tr.Next()
@@ -188,13 +194,18 @@ func untar(archive, dest string) error {
 	if !found {
 		return errors.New("the archive is empty")
 	}
-	// Each symlink was checked as text when it was written; followed through
-	// the symlinks around it, in the finished tree, it must stay inside too
-	// (a later link can change where an earlier one leads: "x/0 -> s/../.."
-	// is inside as text until "x/s -> .." arrives). Every link that leads
-	// out is removed, so not even a failed extraction leaves one behind.
+	return nil
+}
+
+// removeEscapingLinks checks every symlink under dest in the finished (or
+// abandoned) tree. Each symlink was checked as text when it was written;
+// followed through the symlinks around it, it must stay inside too (a later
+// link can change where an earlier one leads: "x/0 -> s/../.." is inside
+// as text until "x/s -> .." arrives). Every link that leads out is removed,
+// so not even a failed extraction leaves one behind; the first is reported.
+func removeEscapingLinks(dest string) error {
 	var escape error
-	err = filepath.WalkDir(dest, func(p string, d os.DirEntry, err error) error {
+	err := filepath.WalkDir(dest, func(p string, d os.DirEntry, err error) error {
 		if err != nil || d.Type()&os.ModeSymlink == 0 {
 			return err
 		}
