@@ -184,6 +184,8 @@ type nodeState struct {
 	waiting   string    // kubelet's last reason it cannot start the worker
 	waitSince time.Time // when that began
 	createErr string    // a FailedCreate event's message (jobs mode)
+	warning   string    // the pod's newest informative Warning event, "reason: message"
+	warnAt    time.Time
 	result    NodeResult
 }
 
@@ -198,7 +200,8 @@ func (e *Engine) Run(ctx context.Context, njs []NodeJob) (results []NodeResult, 
 		return nil, false, nil
 	}
 	r := &runner{e: e, states: make(map[string]*nodeState, len(njs)), allDone: make(chan struct{}), wake: make(chan struct{}, 1),
-		evq: newEventQueue(e.OnEvent), logSem: make(chan struct{}, 4)}
+		evq: newEventQueue(e.OnEvent), logSem: make(chan struct{}, 4),
+		byPod: map[string]*nodeState{}, pendingWarn: map[string]podWarning{}}
 	for _, nj := range njs {
 		st := &nodeState{node: nj.Node, items: nj.Items, expected: nj.Expected, job: nj.Job, jobName: nj.Job.Name}
 		r.states[nj.Node] = st
@@ -335,8 +338,12 @@ type runner struct {
 	followers  sync.WaitGroup
 	followCtx  context.Context
 	stopFollow context.CancelFunc
-	// explained counts the late nodes whose Node and events were read.
+	// explained counts the late nodes whose Node was read.
 	explained int
+	// byPod finds a live node by its worker pod's name (the events watch
+	// names pods); pendingWarn holds warnings of pods not seen yet, bounded.
+	byPod       map[string]*nodeState
+	pendingWarn map[string]podWarning
 	// live counts workers created whose node has no result yet; podless
 	// those of them whose pod has not been seen (jobs mode: waiting for the
 	// Job controller).
@@ -443,6 +450,7 @@ func (r *runner) finishLocked(st *nodeState, res NodeResult) {
 		return
 	}
 	st.done = true
+	delete(r.byPod, st.podName)
 	if !st.created.IsZero() {
 		res.Duration = time.Since(st.created)
 		r.live--
@@ -492,13 +500,13 @@ func (r *runner) unfinished() []NodeResult {
 
 // checkDeadlines fails nodes past --timeout, nodes whose worker kubelet
 // could not start within WorkerStartGrace, and Jobs the Job controller
-// cannot make a pod for. Kubelet's last word on a late pod is read once, at
-// its deadline, outside the lock.
+// cannot make a pod for. A late node's message carries its pod's newest
+// Warning event (from the run's events watch); for the first lateExplained
+// late nodes the Node is read once, at the deadline, outside the lock.
 func (r *runner) checkDeadlines(ctx context.Context) {
 	type late struct {
 		st  *nodeState
 		msg string
-		pod string
 	}
 	var timedOut []late
 	now := time.Now()
@@ -529,8 +537,11 @@ func (r *runner) checkDeadlines(ctx context.Context) {
 			default:
 				msg += "; the worker pod is still running (is the node's container runtime or kubelet down?)"
 			}
+			if st.warning != "" {
+				msg += ": " + st.warning
+			}
 			st.reading = true
-			timedOut = append(timedOut, late{st: st, msg: msg, pod: st.podName})
+			timedOut = append(timedOut, late{st: st, msg: msg})
 		case st.waiting != "" && now.Sub(st.waitSince) > r.e.WorkerStartGrace:
 			r.finishLocked(st, failAll(st, st.waiting))
 		case st.podSeen.IsZero() && st.createErr != "" && now.Sub(st.created) > r.e.NoPodGrace:
@@ -549,20 +560,17 @@ func (r *runner) checkDeadlines(ctx context.Context) {
 	}
 	r.mu.Unlock()
 	for _, l := range timedOut {
-		// Two reads explain a late node (its Node, its pod's events); the
-		// first lateExplained of a run get them, so a run's reads do not
-		// grow with the nodes it loses.
+		// The Node (and its heartbeat Lease) explain a late node; the first
+		// lateExplained of a run get those reads, so a run's reads do not
+		// grow with the nodes it loses. The pod's warning came by the watch.
 		if r.explained < lateExplained {
 			r.explained++
 			if why := r.nodeDown(ctx, l.st.node); why != "" {
 				l.msg += "; " + why
 			}
-			if why := r.lastWarning(ctx, "Pod", l.pod); why != "" {
-				l.msg += ": " + why
-			}
 		} else if r.explained == lateExplained {
 			r.explained++
-			l.msg += fmt.Sprintf(" (more than %d nodes were late: see `kubectl describe node %s` and the pod's events for why)", lateExplained, l.st.node)
+			l.msg += fmt.Sprintf(" (more than %d nodes were late: see `kubectl describe node %s` for why)", lateExplained, l.st.node)
 		} else {
 			l.msg += fmt.Sprintf(" (see `kubectl describe node %s`)", l.st.node)
 		}
@@ -573,9 +581,9 @@ func (r *runner) checkDeadlines(ctx context.Context) {
 	}
 }
 
-// lateExplained is how many late nodes of a run get their Node and their
-// pod's events read to say why they are late.
-const lateExplained = 10
+// lateExplained is how many late nodes of a run get their Node (and its
+// heartbeat Lease) read to say why they are late: at most 2 reads each.
+const lateExplained = 3
 
 // debugEngine (CORAL_DEBUG_ENGINE=FILE, a diagnostic for bench-scale, see
 // docs/scale.md) receives the engine's flow-control state every 2 s: live

@@ -260,6 +260,7 @@ func TestRunExplainsJobWithoutPod(t *testing.T) {
 		c.Tracker().Add(&corev1.Event{
 			ObjectMeta:     metav1.ObjectMeta{Name: job.Name + ".1", Namespace: ns},
 			InvolvedObject: corev1.ObjectReference{Kind: "Job", Name: job.Name, Namespace: ns},
+			Type:           corev1.EventTypeWarning, // as the Job controller records it
 			Reason:         "FailedCreate",
 			Message:        `Error creating: pods "x" is forbidden: violates PodSecurity "baseline:latest": hostPath volumes (volume "cri-socket")`,
 		})

@@ -18,11 +18,12 @@ import (
 	"k8s.io/client-go/tools/cache"
 )
 
-// watch starts the run's watches: the pods with the run's label and, in
-// jobs mode, FailedCreate events in the namespace (why the Job controller
-// cannot make a pod). One list and one watch per kind for the whole run:
-// nothing is polled or listed per node. It returns once both are synced,
-// or when ctx (the user's) is cancelled.
+// watch starts the run's watches: the pods with the run's label and the
+// namespace's Warning events (FailedCreate: why the Job controller cannot
+// make a pod; a worker pod's warnings: why it is late). One list and one
+// watch per kind for the whole run: nothing is polled or listed per node.
+// It returns once the pods are synced, or when ctx (the user's) is
+// cancelled.
 func (r *runner) watch(ctx, watchCtx context.Context) error {
 	var watchErr struct {
 		sync.Mutex
@@ -56,24 +57,25 @@ func (r *runner) watch(ctx, watchCtx context.Context) error {
 	synced := []cache.InformerSynced{podInf.HasSynced}
 	pods.Start(watchCtx.Done())
 
-	if r.e.Mode != ModePods {
-		evs := informers.NewSharedInformerFactoryWithOptions(r.e.Client, 0,
-			informers.WithNamespace(r.e.Namespace),
-			informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-				o.FieldSelector = fields.Set{"involvedObject.kind": "Job", "reason": "FailedCreate"}.AsSelector().String()
-			}))
-		evInf := evs.Core().V1().Events().Informer()
-		_ = evInf.SetWatchErrorHandler(func(*cache.Reflector, error) {}) // optional: reading events may be forbidden
-		if _, err := evInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-			AddFunc:    r.onEvent,
-			UpdateFunc: func(_, obj any) { r.onEvent(obj) },
-		}); err != nil {
-			return err
-		}
-		evs.Start(watchCtx.Done())
-		// Not waited for: events only explain, and a user without access to
-		// them still gets a run.
+	evs := informers.NewSharedInformerFactoryWithOptions(r.e.Client, 0,
+		informers.WithNamespace(r.e.Namespace),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.FieldSelector = fields.OneTermEqualSelector("type", corev1.EventTypeWarning).String()
+		}))
+	evInf := evs.Core().V1().Events().Informer()
+	// The handler keeps what it needs; the informer's store keeps nothing
+	// but names, so a namespace with many warnings costs no memory.
+	_ = evInf.SetTransform(slimEvent)
+	_ = evInf.SetWatchErrorHandler(func(*cache.Reflector, error) {}) // optional: reading events may be forbidden
+	if _, err := evInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    r.onEvent,
+		UpdateFunc: func(_, obj any) { r.onEvent(obj) },
+	}); err != nil {
+		return err
 	}
+	evs.Start(watchCtx.Done())
+	// Not waited for: events only explain, and a user without access to
+	// them still gets a run.
 
 	syncCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -125,17 +127,65 @@ func slimPod(obj any) (any, error) {
 	return slim, nil
 }
 
+// slimEvent keeps what onEvent reads of a Warning event.
+func slimEvent(obj any) (any, error) {
+	ev, ok := obj.(*corev1.Event)
+	if !ok {
+		return obj, nil
+	}
+	return &corev1.Event{
+		ObjectMeta:     metav1.ObjectMeta{Name: ev.Name, Namespace: ev.Namespace, ResourceVersion: ev.ResourceVersion, CreationTimestamp: ev.CreationTimestamp},
+		InvolvedObject: corev1.ObjectReference{Kind: ev.InvolvedObject.Kind, Name: ev.InvolvedObject.Name},
+		Type:           ev.Type, Reason: ev.Reason, Message: ev.Message,
+		LastTimestamp: ev.LastTimestamp, EventTime: ev.EventTime,
+	}, nil
+}
+
+// podWarning is a worker pod's newest informative Warning event.
+type podWarning struct {
+	text string
+	at   time.Time
+}
+
+// maxPendingWarnings bounds the warnings kept for pods the run has not
+// seen (yet): events carry no run label, so other pods' warnings in the
+// namespace arrive too.
+const maxPendingWarnings = 256
+
 func (r *runner) onEvent(obj any) {
 	ev, ok := obj.(*corev1.Event)
-	if !ok || ev.Reason != "FailedCreate" {
+	if !ok || ev.Type != corev1.EventTypeWarning {
 		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, st := range r.order { // by name: events carry no run label
-		if st.jobName == ev.InvolvedObject.Name && !st.done && st.podSeen.IsZero() {
-			st.createErr = ev.Message
+	switch ev.InvolvedObject.Kind {
+	case "Job":
+		if ev.Reason != "FailedCreate" {
 			return
+		}
+		for _, st := range r.order { // by name: events carry no run label
+			if st.jobName == ev.InvolvedObject.Name && !st.done && st.podSeen.IsZero() {
+				st.createErr = ev.Message
+				return
+			}
+		}
+	case "Pod":
+		if uninformative[ev.Reason] {
+			return
+		}
+		w := podWarning{text: ev.Reason + ": " + ev.Message, at: eventTime(ev)}
+		if st := r.byPod[ev.InvolvedObject.Name]; st != nil {
+			if !st.done && !w.at.Before(st.warnAt) {
+				st.warning, st.warnAt = w.text, w.at
+			}
+			return
+		}
+		if old, ok := r.pendingWarn[ev.InvolvedObject.Name]; ok && w.at.Before(old.at) {
+			return
+		}
+		if _, ok := r.pendingWarn[ev.InvolvedObject.Name]; ok || len(r.pendingWarn) < maxPendingWarnings {
+			r.pendingWarn[ev.InvolvedObject.Name] = w
 		}
 	}
 }
@@ -162,7 +212,17 @@ func (r *runner) onPod(ctx context.Context, obj any, deleted bool) {
 		r.podless--
 		r.podTimes = append(r.podTimes, st.podSeen)
 	}
-	st.podName = pod.Name
+	if st.podName != pod.Name {
+		delete(r.byPod, st.podName)
+		st.podName = pod.Name
+		r.byPod[pod.Name] = st
+		if w, ok := r.pendingWarn[pod.Name]; ok {
+			delete(r.pendingWarn, pod.Name)
+			if !w.at.Before(st.warnAt) {
+				st.warning, st.warnAt = w.text, w.at
+			}
+		}
+	}
 	out := readPod(pod, st.items, st.expected)
 	switch {
 	case out.needLog:
@@ -254,33 +314,6 @@ func (r *runner) readFullReport(ctx context.Context, st *nodeState, pod string, 
 	defer r.mu.Unlock()
 	st.reading = false
 	r.finishLocked(st, res)
-}
-
-// lastWarning returns the newest Warning event's reason and message for an
-// object, or "".
-func (r *runner) lastWarning(ctx context.Context, kind, name string) string {
-	if name == "" {
-		return ""
-	}
-	sel := fields.Set{"involvedObject.kind": kind, "involvedObject.name": name}.AsSelector().String()
-	evs, err := r.e.Client.CoreV1().Events(r.e.Namespace).List(ctx, metav1.ListOptions{FieldSelector: sel})
-	if err != nil {
-		return ""
-	}
-	var best *corev1.Event
-	for i := range evs.Items {
-		ev := &evs.Items[i]
-		if ev.Type != corev1.EventTypeWarning || uninformative[ev.Reason] {
-			continue
-		}
-		if best == nil || eventTime(ev).After(eventTime(best)) {
-			best = ev
-		}
-	}
-	if best == nil {
-		return ""
-	}
-	return best.Reason + ": " + best.Message
 }
 
 // uninformative warnings say nothing about why a worker did not report.
