@@ -27,11 +27,33 @@ import (
 
 // NodeJob is one node's Job and the items (image references or artifact
 // source URLs) its worker was given, in order.
+//
+// The Job is either built up front (Job) or when the worker is created
+// (NewJob, with its name in JobName): a Job is ~6 KB in memory, so a run of
+// thousands of nodes builds each when it needs it and keeps none.
 type NodeJob struct {
 	Node     string
 	Job      *batchv1.Job
+	NewJob   func() *batchv1.Job
+	JobName  string
 	Items    []string
 	Expected []string
+}
+
+// Worker returns the node's Job: Job, or a new one from NewJob.
+func (nj NodeJob) Worker() *batchv1.Job {
+	if nj.Job != nil {
+		return nj.Job
+	}
+	return nj.NewJob()
+}
+
+// Name returns the node's Job name.
+func (nj NodeJob) Name() string {
+	if nj.Job != nil {
+		return nj.Job.Name
+	}
+	return nj.JobName
 }
 
 // NodeResult is what came back from one node.
@@ -172,7 +194,8 @@ type nodeState struct {
 	node      string
 	items     []string
 	expected  []string
-	job       *batchv1.Job // dropped once created: only its name is needed
+	job       *batchv1.Job        // dropped once created: only its name is needed
+	newJob    func() *batchv1.Job // or this builds it (NodeJob.NewJob)
 	jobName   string
 	created   time.Time
 	podSeen   time.Time
@@ -199,11 +222,16 @@ func (e *Engine) Run(ctx context.Context, njs []NodeJob) (results []NodeResult, 
 	if len(njs) == 0 {
 		return nil, false, nil
 	}
+	for _, nj := range njs {
+		if nj.Job == nil && (nj.NewJob == nil || nj.JobName == "") {
+			return nil, false, fmt.Errorf("node %s: a NodeJob needs a Job, or NewJob and JobName", nj.Node)
+		}
+	}
 	r := &runner{e: e, states: make(map[string]*nodeState, len(njs)), allDone: make(chan struct{}), wake: make(chan struct{}, 1),
 		evq: newEventQueue(e.OnEvent), logSem: make(chan struct{}, 4),
 		byPod: map[string]*nodeState{}, pendingWarn: map[string]podWarning{}}
 	for _, nj := range njs {
-		st := &nodeState{node: nj.Node, items: nj.Items, expected: nj.Expected, job: nj.Job, jobName: nj.Job.Name}
+		st := &nodeState{node: nj.Node, items: nj.Items, expected: nj.Expected, job: nj.Job, newJob: nj.NewJob, jobName: nj.Name()}
 		r.states[nj.Node] = st
 		r.order = append(r.order, st)
 	}
@@ -414,7 +442,7 @@ func (r *runner) dispatch(ctx context.Context) {
 		}
 		err := r.create(ctx, st)
 		r.mu.Lock()
-		st.job = nil
+		st.job, st.newJob = nil, nil
 		switch {
 		case err != nil && ctx.Err() != nil:
 			r.live--
@@ -432,7 +460,12 @@ func (r *runner) dispatch(ctx context.Context) {
 }
 
 func (r *runner) create(ctx context.Context, st *nodeState) error {
-	job := st.job.DeepCopy()
+	var job *batchv1.Job
+	if st.job != nil {
+		job = st.job.DeepCopy()
+	} else {
+		job = st.newJob()
+	}
 	if r.owner != nil {
 		job.OwnerReferences = append(job.OwnerReferences, *r.owner)
 	}

@@ -538,3 +538,65 @@ func TestRunExplainsBoundedLateNodes(t *testing.T) {
 		t.Errorf("%d Node gets and %d events lists for %d late nodes, want %d and 1 (the watch's)", nodeGets, eventLists, len(nodes), lateExplained)
 	}
 }
+
+// A run given NewJob builds each node's Job once, when it creates the
+// worker (a large run keeps no Job per node in memory); a NodeJob with
+// neither a Job nor a builder is refused before anything is created.
+func TestRunBuildsJobsWhenItCreatesThem(t *testing.T) {
+	c := newClient()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	k := &kubelet{client: c, behave: func(_ string, pod *corev1.Pod) bool {
+		succeed(pod, []string{"a:1", "b:2"}, report.StatusPulled)
+		return true
+	}}
+	k.start(t, ctx)
+	built := map[string]int{}
+	var mu sync.Mutex
+	var njs []NodeJob
+	for _, nj := range nodeJobs("lazy", "n1", "n2", "n3") {
+		job := nj.Job
+		nj.Job, nj.JobName = nil, job.Name
+		nj.NewJob = func() *batchv1.Job {
+			mu.Lock()
+			built[job.Name]++
+			mu.Unlock()
+			return job.DeepCopy()
+		}
+		njs = append(njs, nj)
+	}
+	e := &Engine{Client: c, Namespace: ns, RunID: "lazy", MaxInFlight: 1, NodeTimeout: 10 * time.Second}
+	res, _, err := e.Run(ctx, njs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res {
+		if r.Items[0].Status != report.StatusPulled {
+			t.Errorf("%s: %+v", r.Node, r.Items[0])
+		}
+	}
+	var created []string
+	for _, a := range c.Actions() {
+		if a.GetVerb() == "create" && a.GetResource().Resource == "jobs" {
+			created = append(created, a.(k8stesting.CreateAction).GetObject().(*batchv1.Job).Name)
+		}
+	}
+	if len(created) != 3 {
+		t.Fatalf("created %v, want the 3 Jobs", created)
+	}
+	for _, name := range created {
+		if built[name] != 1 {
+			t.Errorf("Job %s built %d times, want once", name, built[name])
+		}
+	}
+
+	c2 := newClient()
+	bad := nodeJobs("bad", "n1")
+	bad[0].Job = nil
+	if _, _, err := (&Engine{Client: c2, Namespace: ns, RunID: "bad"}).Run(ctx, bad); err == nil || !strings.Contains(err.Error(), "NewJob") {
+		t.Fatalf("a NodeJob without a Job or builder: err = %v", err)
+	}
+	if n := len(c2.Actions()); n != 0 {
+		t.Errorf("%d requests for a refused run", n)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	batchv1 "k8s.io/api/batch/v1"
 	"net/textproto"
 	"net/url"
 	"path"
@@ -354,7 +355,7 @@ func (o *ArtifactsOptions) Run(ctx context.Context) error {
 	var njs []run.NodeJob
 	dirs := map[string]string{}
 	for _, t := range p.Tasks {
-		nj := run.NodeJob{Node: t.Node, Job: jobs.ForArtifactTask(t, spec, a)}
+		nj := run.NodeJob{Node: t.Node, JobName: jobs.Name(spec.RunID, t.Node), NewJob: func() *batchv1.Job { return jobs.ForArtifactTask(t, spec, a) }}
 		for i := range t.Items {
 			nj.Items = append(nj.Items, o.parsed[i].Display())
 			nj.Expected = append(nj.Expected, "")

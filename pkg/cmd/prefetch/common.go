@@ -297,7 +297,7 @@ func (o *RunOptions) preflight(ctx context.Context, njs []run.NodeJob) error {
 	if o.admitted || len(njs) == 0 {
 		return nil
 	}
-	if err := run.Preflight(ctx, o.client, njs[0].Job, o.mode(len(njs))); err != nil {
+	if err := run.Preflight(ctx, o.client, njs[0].Worker(), o.mode(len(njs))); err != nil {
 		if ctx.Err() != nil {
 			return &cmdutil.ExitError{Code: cmdutil.ExitInterrupted, Err: errors.New("interrupted before any Job was created")}
 		}
@@ -346,7 +346,7 @@ func skippedResults(p *plan.Plan, row func(node, reason string) []report.Result)
 // --dry-run=server the API server also admits the first Job and its pod.
 func (o *RunOptions) printDryRun(ctx context.Context, p *plan.Plan, njs []run.NodeJob) error {
 	if o.DryRun == "server" && len(njs) > 0 {
-		if err := run.Preflight(ctx, o.client, njs[0].Job, o.mode(len(njs))); err != nil {
+		if err := run.Preflight(ctx, o.client, njs[0].Worker(), o.mode(len(njs))); err != nil {
 			return cmdutil.BadInput(err)
 		}
 	}
@@ -360,13 +360,13 @@ func (o *RunOptions) printDryRun(ctx context.Context, p *plan.Plan, njs []run.No
 		if pods {
 			list := &corev1.PodList{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "PodList"}}
 			for _, nj := range njs {
-				list.Items = append(list.Items, *jobs.WorkerPod(nj.Job))
+				list.Items = append(list.Items, *jobs.WorkerPod(nj.Worker()))
 			}
 			return printObject(o.Out, o.Output, list)
 		}
 		list := &batchv1.JobList{TypeMeta: metav1.TypeMeta{APIVersion: "batch/v1", Kind: "JobList"}}
 		for _, nj := range njs {
-			list.Items = append(list.Items, *nj.Job)
+			list.Items = append(list.Items, *nj.Worker())
 		}
 		return printObject(o.Out, o.Output, list)
 	}
@@ -375,7 +375,7 @@ func (o *RunOptions) printDryRun(ctx context.Context, p *plan.Plan, njs []run.No
 		kind = "pod"
 	}
 	for _, nj := range njs {
-		fmt.Fprintf(o.Out, "%s/%s created (%s dry run) on node %s: %d items\n", kind, nj.Job.Name, o.DryRun, nj.Node, len(nj.Items))
+		fmt.Fprintf(o.Out, "%s/%s created (%s dry run) on node %s: %d items\n", kind, nj.Name(), o.DryRun, nj.Node, len(nj.Items))
 	}
 	return nil
 }

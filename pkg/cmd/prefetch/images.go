@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	batchv1 "k8s.io/api/batch/v1"
 	"sort"
 	"strings"
 	"sync"
@@ -315,7 +316,7 @@ func (o *ImagesOptions) Run(ctx context.Context) error {
 	spec.MaxPullsPerNode, spec.ImageTimeout, spec.PullSecrets, spec.Pin = o.MaxPullsPerNode, o.ImageTimeout, secrets, o.Pin != ""
 	var njs []run.NodeJob
 	for _, t := range p.Tasks {
-		nj := run.NodeJob{Node: t.Node, Job: jobs.ForTask(t, spec)}
+		nj := run.NodeJob{Node: t.Node, JobName: jobs.Name(spec.RunID, t.Node), NewJob: func() *batchv1.Job { return jobs.ForTask(t, spec) }}
 		for _, it := range t.Items {
 			nj.Items = append(nj.Items, it.Ref)
 			nj.Expected = append(nj.Expected, it.ExpectedDigest)

@@ -3,6 +3,7 @@ package prefetch
 import (
 	"context"
 	"fmt"
+	batchv1 "k8s.io/api/batch/v1"
 	"sort"
 	"strings"
 	"sync"
@@ -152,7 +153,7 @@ func (o *UnpinOptions) Run(ctx context.Context) error {
 	spec.MaxPullsPerNode, spec.ImageTimeout, spec.Unpin = 1, time.Minute, true
 	var njs []run.NodeJob
 	for _, t := range p.Tasks {
-		nj := run.NodeJob{Node: t.Node, Job: jobs.ForTask(t, spec)}
+		nj := run.NodeJob{Node: t.Node, JobName: jobs.Name(spec.RunID, t.Node), NewJob: func() *batchv1.Job { return jobs.ForTask(t, spec) }}
 		for _, it := range t.Items {
 			nj.Items = append(nj.Items, it.Ref)
 			nj.Expected = append(nj.Expected, "")
