@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strings"
 	"sync"
@@ -115,22 +116,35 @@ type Engine struct {
 	// MaxInFlight only while (1) a created Job has waited JobBacklogAfter
 	// for its pod — the controller is behind, not the workers — and (2)
 	// fewer than MaxInFlight worker pods exist, and (3) by Little's law the
-	// workers would stay under the cap if the controller were fed: the
-	// rate at which pods appeared over the last 10 s times a worker's
+	// workers stay under the cap at the pace the controller makes pods:
+	// the rate at which pods appeared over the last 10 s times a worker's
 	// recent time from pod to report is at most MaxInFlight. Jobs that
 	// wait for the controller pull nothing. When pulls are slow (the cap is
 	// what bounds the run, as meant) (3) keeps the cap strict; when
-	// workers are quick and the controller is the bound (bench-scale: 1 s
-	// workers, 1000 nodes) the controller is kept fed instead of handed a
-	// Job per report, which made such a run 1.96x the time the control
-	// plane allows. Should workers slow down while Jobs wait, at most
-	// MaxInFlight+JobsAhead run at once. Default 4*MaxInFlight; negative
-	// turns it off.
+	// workers are quick and the controller is the bound, every Job is
+	// handed to it as early as (3) allows.
+	//
+	// Why no fixed limit by default: the Job controller's writes are the
+	// bound (kube-controller-manager's client QPS), and a Job costs it about
+	// 2 writes to get its pod (pod, status) and 2–3 more once the pod is
+	// done (status, pod finalizer, status). Its queue is FIFO: while it holds
+	// Jobs that still need pods, the bookkeeping of finished ones waits
+	// behind them, so a run that hands over its Jobs early gets its pods at
+	// ~2 writes each, one that hands them over a few at a time pays ~4.6
+	// per pod (bench-scale N=1000: 256.7 s with 4×MaxInFlight ahead, the
+	// controller at 3.3 pods/s; docs/scale.md). Should workers slow down
+	// after their Jobs were handed over, the controller still paces their
+	// pods (rate × new time from pod to report), and (3) stops any more.
+	// Default (0): no limit beyond (1)–(3); negative turns Jobs ahead off.
 	JobsAhead int
 	// JobBacklogAfter is how long a Job may wait for its pod before the
 	// Job controller counts as backlogged. Default 1s.
 	JobBacklogAfter time.Duration
-	// NodeTimeout bounds one node from its worker's creation to its report.
+	// NodeTimeout bounds one node from its worker pod's appearance to its
+	// report. A Job's wait for the Job controller is the control plane's,
+	// not the node's: a Job without a pod fails when the run has seen no new
+	// pod for NodeTimeout since the Job was created (the controller made no
+	// progress for this run).
 	NodeTimeout time.Duration
 	// WorkerStartGrace is how long kubelet may keep retrying to pull or
 	// start the worker image (ErrImagePull, CreateContainerError, …) before
@@ -307,7 +321,7 @@ func (e *Engine) defaults() {
 		e.MaxInFlight = 1
 	}
 	if e.JobsAhead == 0 {
-		e.JobsAhead = 4 * e.MaxInFlight
+		e.JobsAhead = math.MaxInt32
 	}
 	if e.JobsAhead < 0 || e.Mode == ModePods {
 		e.JobsAhead = 0
@@ -386,6 +400,7 @@ type runner struct {
 	aheadOK    bool
 	debugAt    time.Time
 	podTimes   []time.Time
+	lastPod    time.Time // when the newest worker pod appeared
 	work       time.Duration
 	createErr  error // a watch error worth explaining (RBAC)
 }
@@ -555,11 +570,14 @@ func (r *runner) checkDeadlines(ctx context.Context) {
 			continue
 		}
 		switch {
-		case r.e.NodeTimeout > 0 && now.Sub(st.created) > r.e.NodeTimeout:
+		case r.e.NodeTimeout > 0 && r.overdue(st, now):
 			msg := fmt.Sprintf("no report within --timeout=%s", r.e.NodeTimeout)
 			switch {
 			case st.podSeen.IsZero():
 				msg += "; the worker never got a pod"
+				if r.e.Mode != ModePods {
+					msg += fmt.Sprintf(" (the Job controller made no pod for this run in %s)", r.e.NodeTimeout)
+				}
 				if st.createErr != "" {
 					msg += ": " + st.createErr
 				}
@@ -612,6 +630,20 @@ func (r *runner) checkDeadlines(ctx context.Context) {
 		r.finishLocked(l.st, failAll(l.st, l.msg))
 		r.mu.Unlock()
 	}
+}
+
+// overdue says whether a node is past NodeTimeout: from its pod's
+// appearance; a Job still without a pod once the run has seen no new pod
+// for NodeTimeout since the Job was created. r.mu held.
+func (r *runner) overdue(st *nodeState, now time.Time) bool {
+	if !st.podSeen.IsZero() {
+		return now.Sub(st.podSeen) > r.e.NodeTimeout
+	}
+	since := st.created
+	if r.lastPod.After(since) {
+		since = r.lastPod
+	}
+	return now.Sub(since) > r.e.NodeTimeout
 }
 
 // lateExplained is how many late nodes of a run get their Node (and its

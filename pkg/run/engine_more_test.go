@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 )
 
@@ -599,4 +600,93 @@ func TestRunBuildsJobsWhenItCreatesThem(t *testing.T) {
 	if n := len(c2.Actions()); n != 0 {
 		t.Errorf("%d requests for a refused run", n)
 	}
+}
+
+// slowJobController makes one pod at a time, every `every`, in the order
+// the Jobs were created (a backlogged Job controller), for the first
+// `upTo` Jobs; the pods report at once.
+func slowJobController(t *testing.T, ctx context.Context, c *fake.Clientset, every time.Duration, upTo int) {
+	w, err := c.BatchV1().Jobs(ns).Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	queue := make(chan *batchv1.Job, 100)
+	go func() {
+		for ev := range w.ResultChan() {
+			if ev.Type == watch.Added {
+				queue <- ev.Object.(*batchv1.Job)
+			}
+		}
+	}()
+	go func() {
+		for made := 0; made < upTo; made++ {
+			var job *batchv1.Job
+			select {
+			case job = <-queue:
+			case <-ctx.Done():
+				return
+			}
+			time.Sleep(every)
+			pod := &corev1.Pod{
+				ObjectMeta: metav1.ObjectMeta{Name: job.Name + "-x", Namespace: ns, Labels: job.Spec.Template.Labels, Annotations: job.Spec.Template.Annotations},
+				Spec:       job.Spec.Template.Spec,
+			}
+			succeed(pod, []string{"a:1", "b:2"}, report.StatusPulled)
+			if _, err := c.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+				return
+			}
+		}
+	}()
+}
+
+// A node's --timeout runs from its pod's appearance: Jobs that wait in a
+// backlogged Job controller's queue, longer than --timeout but while it
+// keeps making the run's pods, are not failed. A Job the controller stops
+// making pods for fails --timeout after the last pod it made.
+func TestRunTimeoutStartsAtThePod(t *testing.T) {
+	nodes := []string{"q1", "q2", "q3", "q4", "q5", "q6", "q7", "q8"}
+	t.Run("controller making progress", func(t *testing.T) {
+		c := newClient()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		slowJobController(t, ctx, c, 200*time.Millisecond, len(nodes))
+		e := &Engine{Client: c, Namespace: ns, RunID: "tq", MaxInFlight: len(nodes), NodeTimeout: 700 * time.Millisecond, FollowLogsUpTo: -1}
+		start := time.Now()
+		res, _, err := e.Run(ctx, nodeJobs("tq", nodes...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range res {
+			if r.Items[0].Status != report.StatusPulled {
+				t.Errorf("%s: %+v", r.Node, r.Items[0])
+			}
+		}
+		// The last pod came ~1.6 s after its Job: over --timeout, had the
+		// clock started at the Job.
+		if el := time.Since(start); el < time.Second {
+			t.Fatalf("the run took %s: the controller was not slow enough to test anything", el)
+		}
+	})
+	t.Run("controller stalled", func(t *testing.T) {
+		c := newClient()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		slowJobController(t, ctx, c, 100*time.Millisecond, 3)
+		e := &Engine{Client: c, Namespace: ns, RunID: "ts", MaxInFlight: len(nodes), NodeTimeout: 700 * time.Millisecond, FollowLogsUpTo: -1}
+		res, _, err := e.Run(ctx, nodeJobs("ts", nodes...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, r := range res {
+			m := r.Items[0].Message
+			switch {
+			case i < 3 && r.Items[0].Status != report.StatusPulled:
+				t.Errorf("%s got its pod: %+v", r.Node, r.Items[0])
+			case i >= 3 && (r.Items[0].Status != report.StatusFailed || !strings.Contains(m, "never got a pod (the Job controller made no pod for this run in 700ms)")):
+				t.Errorf("%s never got a pod: %+v", r.Node, r.Items[0])
+			case i >= 3 && r.Duration < 900*time.Millisecond:
+				t.Errorf("%s failed %s after its Job: its --timeout must run from the run's last pod (~300 ms in)", r.Node, r.Duration)
+			}
+		}
+	})
 }

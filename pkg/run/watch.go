@@ -211,6 +211,7 @@ func (r *runner) onPod(ctx context.Context, obj any, deleted bool) {
 		st.podSeen = time.Now()
 		r.podless--
 		r.podTimes = append(r.podTimes, st.podSeen)
+		r.lastPod = st.podSeen
 	}
 	if st.podName != pod.Name {
 		delete(r.byPod, st.podName)

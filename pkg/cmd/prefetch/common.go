@@ -92,7 +92,7 @@ func (o *RunOptions) addFlags(f *pflag.FlagSet) {
 	f.DurationVar(&o.WaitCleanup, "wait-cleanup", 0, "how long to wait, after a run of more than 200 nodes, for the garbage collector to remove its Jobs or pods (0: return at once and say what is left; a smaller run deletes them itself before returning)")
 	f.IntVar(&o.MaxNodesInFlight, "max-nodes-in-flight", o.MaxNodesInFlight, "how many worker pods pull at once (created, not yet reported): what the registry and the nodes feel. In Job mode, while the Job controller lags behind, as many Jobs more may wait for it (they pull nothing until it makes their pods)")
 	f.StringVar(&o.Mode, "mode", o.Mode, fmt.Sprintf("how workers are launched: jobs (one Job per node, the Job controller makes its pod), pods (the worker pod directly, owned by the run's Lease: no Job controller on the path) or auto (jobs up to %d nodes, pods above)", autoPodsAbove))
-	f.DurationVar(&o.Timeout, "timeout", o.Timeout, "time limit per node, from its Job's creation to its report")
+	f.DurationVar(&o.Timeout, "timeout", o.Timeout, "time limit per node, from its worker pod's appearance to its report (a Job waiting for a busy Job controller is not counted while the controller keeps making the run's pods)")
 	f.IntVar(&o.Retries, "retries", o.Retries, "retries per item for transient errors (unavailable, timeouts, 5xx); never for not-found or unauthorized")
 	f.BoolVar(&o.FailOnSkipped, "fail-on-skipped", false, "exit 1 when a selected node was skipped (not Ready, cordoned, no worker build for its platform); by default skipped nodes are reported and do not fail the run")
 	f.BoolVar(&o.KeepJobs, "keep-jobs", false, "keep the Jobs after the run (for debugging; they expire after 1h)")
