@@ -11,6 +11,12 @@ import (
 	"time"
 )
 
+// kcmUser is kube-controller-manager's user; the audit policy logs its
+// writes (not its reads) so a run shows what the Job controller and the
+// garbage collector wrote for it: pods created, Job status updates, pod
+// finalizers removed, deletions.
+const kcmUser = "system:kube-controller-manager"
+
 // requests counts one user's requests in a window of the audit log.
 type requests struct {
 	Reads, Writes int

@@ -52,6 +52,7 @@ type runResult struct {
 	Last    float64
 	Req     requests
 	Sim     requests // the completer's requests in the same window
+	KCM     requests // kube-controller-manager's writes in the same window (Job controller, GC)
 	RSSMB   float64  // Coral/bound peak RSS
 	CPU     float64  // Coral/bound CPU seconds
 	APICPU  float64
@@ -343,7 +344,7 @@ func (b *bench) measure(ctx context.Context, r *runResult, f *fates, jobsFile, s
 		r.Err = aerr.Error()
 	}
 	user := map[string]string{"coral": "coral-bench", "bound": "coral-bound"}[r.Who]
-	r.Req, r.Sim = counts[user], counts["coral-sim"]
+	r.Req, r.Sim, r.KCM = counts[user], counts["coral-sim"], counts[kcmUser]
 }
 
 func (b *bench) runBound(ctx context.Context, r *runResult, jobsFile, silentFile string) error {
@@ -740,6 +741,9 @@ func (b *bench) logRun(r *runResult) {
 		r.RSSMB, r.CPU, r.APICPU, r.KCMCPU, r.KwokCPU, r.Left, r.Drain, status)
 	if len(r.Req.ByKind) > 0 {
 		logf("  %s requests: %s; throttled (429) %d; completer: %d writes", r.Who, r.Req.breakdown(), r.Req.Throttled, r.Sim.Writes)
+		if len(r.KCM.ByKind) > 0 {
+			logf("  kube-controller-manager writes in the same window: %d (%s)", r.KCM.Writes, r.KCM.breakdown())
+		}
 		if s := r.Req.slow(); s != "" {
 			logf("  %s requests that took 1s or more: %s", r.Who, s)
 		}

@@ -93,7 +93,9 @@ start_daemon() {
 
 write_audit_policy() {
   # One event per request and stage past RequestReceived; the harness counts
-  # distinct audit IDs. Everyone else (kwok, controllers) is not logged.
+  # distinct audit IDs. kube-controller-manager's writes are logged too (what
+  # the Job controller and the garbage collector do for a run); everyone
+  # else (kwok, the scheduler, kcm's reads) is not.
   cat >"$AUDIT_POLICY" <<EOF
 apiVersion: audit.k8s.io/v1
 kind: Policy
@@ -101,6 +103,9 @@ omitStages: [RequestReceived]
 rules:
 - level: Metadata
   users: [coral-bench, coral-bound, coral-sim]
+- level: Metadata
+  users: ["system:kube-controller-manager"]
+  verbs: [create, update, patch, delete, deletecollection]
 - level: None
 EOF
 }
