@@ -43,12 +43,15 @@ type bench struct {
 
 // runResult is one measured run: the bound or Coral, for one N, mode and round.
 type runResult struct {
-	N       int
-	Mode    string
-	Round   int
-	Who     string // bound or coral
-	Wall    float64
-	First   float64
+	N     int
+	Mode  string
+	Round int
+	Who   string // bound or coral
+	Wall  float64
+	First float64
+	// Gap is the longest time Coral's progress output (--progress plain)
+	// stayed silent between its first line and its exit.
+	Gap     float64
 	Last    float64
 	Req     requests
 	Sim     requests // the completer's requests in the same window
@@ -434,7 +437,7 @@ func (b *bench) runCoral(ctx context.Context, r *runResult, f *fates) error {
 	}
 	peak := sampleHWM(cmd.Process.Pid)
 	var mu sync.Mutex
-	var first, last float64
+	var first, last, prev, gap float64
 	var tail []string
 	done := make(chan struct{})
 	go func() {
@@ -448,6 +451,10 @@ func (b *bench) runCoral(ctx context.Context, r *runResult, f *fates) error {
 				continue
 			}
 			mu.Lock()
+			if prev > 0 && t-prev > gap {
+				gap = t - prev
+			}
+			prev = t
 			if resultLine.MatchString(line) {
 				if first == 0 {
 					first = t
@@ -466,6 +473,10 @@ func (b *bench) runCoral(ctx context.Context, r *runResult, f *fates) error {
 	waitErr := cmd.Wait()
 	r.Wall = time.Since(start).Seconds()
 	r.First, r.Last = first, last
+	if prev > 0 && r.Wall-prev > gap {
+		gap = r.Wall - prev
+	}
+	r.Gap = gap
 	r.Exit = cmd.ProcessState.ExitCode()
 	rusage(cmd, r)
 	r.RSSMB = peak()
@@ -736,8 +747,8 @@ func (b *bench) logRun(r *runResult) {
 	if r.Err != "" {
 		status = "ERROR: " + r.Err
 	}
-	logf("N=%d %s round %d %s: wall %.1fs first %.1fs last %.1fs; %d ok / %d failed (want %d / %d); writes %d reads %d; rss %.0f MB cpu %.1fs; apiserver %.1fs kcm %.1fs kwok %.1fs; left %s, gone after %.1fs; %s",
-		r.N, r.Mode, r.Round, r.Who, r.Wall, r.First, r.Last, r.OK, r.Failed, r.WantOK, r.WantBad, r.Req.Writes, r.Req.Reads,
+	logf("N=%d %s round %d %s: wall %.1fs first %.1fs last %.1fs longest silence %.1fs; %d ok / %d failed (want %d / %d); writes %d reads %d; rss %.0f MB cpu %.1fs; apiserver %.1fs kcm %.1fs kwok %.1fs; left %s, gone after %.1fs; %s",
+		r.N, r.Mode, r.Round, r.Who, r.Wall, r.First, r.Last, r.Gap, r.OK, r.Failed, r.WantOK, r.WantBad, r.Req.Writes, r.Req.Reads,
 		r.RSSMB, r.CPU, r.APICPU, r.KCMCPU, r.KwokCPU, r.Left, r.Drain, status)
 	if len(r.Req.ByKind) > 0 {
 		logf("  %s requests: %s; throttled (429) %d; completer: %d writes", r.Who, r.Req.breakdown(), r.Req.Throttled, r.Sim.Writes)
@@ -755,17 +766,18 @@ func (b *bench) logRun(r *runResult) {
 
 func (b *bench) printTable() {
 	fmt.Println()
-	fmt.Printf("%-6s %-5s %-2s %-6s %8s %7s %7s %6s %7s %6s %5s %7s %7s %8s %7s %7s %-17s %-20s %7s\n",
-		"N", "mode", "rd", "who", "wall_s", "first", "last", "ratio", "writes", "reads", "429s", "rss_mb", "cpu_s", "apisv_s", "kcm_s", "kwok_s", "nodes ok/failed", "left at exit", "gone_s")
+	fmt.Printf("%-6s %-5s %-2s %-6s %8s %7s %7s %6s %6s %7s %6s %5s %7s %7s %8s %7s %7s %-17s %-20s %7s\n",
+		"N", "mode", "rd", "who", "wall_s", "first", "last", "gap_s", "ratio", "writes", "reads", "429s", "rss_mb", "cpu_s", "apisv_s", "kcm_s", "kwok_s", "nodes ok/failed", "left at exit", "gone_s")
 	for _, r := range b.results {
-		ratio := "-"
+		ratio, gap := "-", "-"
 		if r.Who == "coral" {
+			gap = fmt.Sprintf("%.1f", r.Gap)
 			if bd := b.boundFor(r); bd > 0 {
 				ratio = fmt.Sprintf("%.2f", r.Wall/bd)
 			}
 		}
-		fmt.Printf("%-6d %-5s %-2d %-6s %8.1f %7.1f %7.1f %6s %7d %6d %5d %7.0f %7.1f %8.1f %7.1f %7.1f %-17s %-20s %7.1f\n",
-			r.N, r.Mode, r.Round, r.Who, r.Wall, r.First, r.Last, ratio, r.Req.Writes, r.Req.Reads, r.Req.Throttled, r.RSSMB, r.CPU,
+		fmt.Printf("%-6d %-5s %-2d %-6s %8.1f %7.1f %7.1f %6s %6s %7d %6d %5d %7.0f %7.1f %8.1f %7.1f %7.1f %-17s %-20s %7.1f\n",
+			r.N, r.Mode, r.Round, r.Who, r.Wall, r.First, r.Last, gap, ratio, r.Req.Writes, r.Req.Reads, r.Req.Throttled, r.RSSMB, r.CPU,
 			r.APICPU, r.KCMCPU, r.KwokCPU, fmt.Sprintf("%d/%d (%d/%d)", r.OK, r.Failed, r.WantOK, r.WantBad), r.Left, r.Drain)
 		if r.Err != "" {
 			fmt.Printf("       error: %s\n", r.Err)

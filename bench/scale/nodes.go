@@ -8,11 +8,52 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 )
 
 func nodeName(i int) string { return fmt.Sprintf("sim-%05d", i) }
+
+// simNode is a simulated node as a kubelet registers one: Nodes are the
+// one kind whose status may be set on create, and a kubelet sends its
+// conditions, capacity and runtime in its first request. Created Ready, a
+// node gets no not-ready taint from kube-controller-manager's node
+// lifecycle controller, which would add and then lift one per node at the
+// controller manager's client QPS (2 writes a node: 1000 nodes took
+// 220–290 s to become usable that way, 5000 would take ~10 min). kwok
+// keeps it Ready (its lease; its node stage applies only to a node that
+// is not Ready) and plays its pods.
+func simNode(name, label string) *corev1.Node {
+	now := metav1.Now()
+	cond := func(t corev1.NodeConditionType, st corev1.ConditionStatus, reason string) corev1.NodeCondition {
+		return corev1.NodeCondition{Type: t, Status: st, Reason: reason, Message: "simulated by kwok", LastHeartbeatTime: now, LastTransitionTime: now}
+	}
+	res := corev1.ResourceList{
+		corev1.ResourceCPU: resource.MustParse("32"), corev1.ResourceMemory: resource.MustParse("128Gi"), corev1.ResourcePods: resource.MustParse("110"),
+	}
+	return &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{
+			label: "true", corev1.LabelOSStable: "linux", corev1.LabelArchStable: "amd64", corev1.LabelHostname: name,
+		}},
+		Status: corev1.NodeStatus{
+			Conditions: []corev1.NodeCondition{
+				cond(corev1.NodeReady, corev1.ConditionTrue, "KubeletReady"),
+				cond(corev1.NodeMemoryPressure, corev1.ConditionFalse, "KubeletHasSufficientMemory"),
+				cond(corev1.NodeDiskPressure, corev1.ConditionFalse, "KubeletHasNoDiskPressure"),
+				cond(corev1.NodePIDPressure, corev1.ConditionFalse, "KubeletHasSufficientPID"),
+			},
+			Addresses:   []corev1.NodeAddress{{Type: corev1.NodeHostName, Address: name}},
+			Capacity:    res,
+			Allocatable: res,
+			NodeInfo: corev1.NodeSystemInfo{
+				Architecture: "amd64", OperatingSystem: "linux", ContainerRuntimeVersion: "containerd://2.4.2",
+				KubeletVersion: "v1.37.2-kwok", KernelVersion: "simulated", OSImage: "simulated",
+			},
+			Phase: corev1.NodeRunning,
+		},
+	}
+}
 
 // ensureNodes creates the simulated nodes sim-00001 … sim-N that do not
 // exist yet and waits until all N are Ready and free of the not-ready and
@@ -43,9 +84,7 @@ func ensureNodes(ctx context.Context, client kubernetes.Interface, label string,
 		go func() {
 			defer wg.Done()
 			for name := range work {
-				node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{
-					label: "true", corev1.LabelOSStable: "linux", corev1.LabelArchStable: "amd64", corev1.LabelHostname: name,
-				}}}
+				node := simNode(name, label)
 				if _, err := client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 					mu.Lock()
 					if firstErr == nil {
