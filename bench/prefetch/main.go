@@ -55,6 +55,8 @@ type config struct {
 	seed      uint64
 	timeout   time.Duration
 	verbose   bool
+	// pluginArgs are more flags for the plugin (space-separated).
+	pluginArgs string
 }
 
 func main() {
@@ -69,6 +71,7 @@ func main() {
 	flag.IntVar(&c.maxPulls, "max-pulls-per-node", 3, "pulls at once per node, both ways (the plugin's default is 3)")
 	flag.Uint64Var(&c.seed, "seed", 1, "content seed (same seed, same digests: the registry re-uses its blobs); 0 = random")
 	flag.DurationVar(&c.timeout, "timeout", 5*time.Minute, "limit for one measurement")
+	flag.StringVar(&c.pluginArgs, "plugin-args", "", "more flags for the plugin, space-separated (e.g. --mode=pods)")
 	flag.BoolVar(&c.verbose, "v", false, "print the plugin's stderr (with offsets) for every run")
 	flag.Parse()
 	if c.rounds < 3 {
@@ -349,7 +352,7 @@ func (b *bench) measurePlugin(ctx context.Context) (*pluginRun, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, b.c.timeout)
 	defer cancel()
-	pr, err := runPlugin(ctx, b.c.plugin, b.env["KUBECONFIG"], b.env["CORAL_WORKER_IMAGE"], b.c.namespace, b.c.maxPulls, b.refs, b.rec)
+	pr, err := runPlugin(ctx, b.c.plugin, b.env["KUBECONFIG"], b.env["CORAL_WORKER_IMAGE"], b.c.namespace, b.c.maxPulls, strings.Fields(b.c.pluginArgs), b.refs, b.rec)
 	if err != nil {
 		return nil, err
 	}

@@ -303,9 +303,10 @@ var (
 // runPlugin runs the plugin once with --progress=plain and timestamps every
 // stderr line as it arrives. On ctx cancellation the plugin gets SIGINT (it
 // then deletes its Jobs) rather than SIGKILL.
-func runPlugin(ctx context.Context, plugin, kubeconfig, workerImage, ns string, maxPulls int, refs []string, rec *recorder) (*pluginRun, error) {
+func runPlugin(ctx context.Context, plugin, kubeconfig, workerImage, ns string, maxPulls int, extra, refs []string, rec *recorder) (*pluginRun, error) {
 	args := append([]string{"--kubeconfig", kubeconfig, "prefetch", "images"}, refs...)
 	args = append(args, "-n", ns, "--progress=plain", "-o", "json", fmt.Sprintf("--max-pulls-per-node=%d", maxPulls))
+	args = append(args, extra...)
 	cmd := exec.Command(plugin, args...)
 	cmd.Env = append(os.Environ(), "CORAL_WORKER_IMAGE="+workerImage)
 	var stdout bytes.Buffer
