@@ -10,6 +10,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -17,13 +18,13 @@ func nodeName(i int) string { return fmt.Sprintf("sim-%05d", i) }
 
 // simNode is a simulated node as a kubelet registers one: Nodes are the
 // one kind whose status may be set on create, and a kubelet sends its
-// conditions, capacity and runtime in its first request. Created Ready, a
-// node gets no not-ready taint from kube-controller-manager's node
-// lifecycle controller, which would add and then lift one per node at the
-// controller manager's client QPS (2 writes a node: 1000 nodes took
-// 220–290 s to become usable that way, 5000 would take ~10 min). kwok
-// keeps it Ready (its lease; its node stage applies only to a node that
-// is not Ready) and plays its pods.
+// conditions, capacity and runtime in its first request. kwok keeps it
+// Ready (its lease; its node stage applies only to a node that is not
+// Ready) and plays its pods. The API server's TaintNodesByCondition
+// admission still gives every new node the not-ready taint, which
+// kube-controller-manager's node lifecycle controller lifts at a few nodes
+// a second (1000 nodes took 220–290 s to become usable); ensureNodes lifts
+// it itself from nodes that are Ready.
 func simNode(name, label string) *corev1.Node {
 	now := metav1.Now()
 	cond := func(t corev1.NodeConditionType, st corev1.ConditionStatus, reason string) corev1.NodeCondition {
@@ -114,11 +115,19 @@ func ensureNodes(ctx context.Context, client kubernetes.Interface, label string,
 			return err
 		}
 		ready := 0
+		var untaint []string
 		for i := range list.Items {
-			if nodeUsable(&list.Items[i]) {
+			switch nd := &list.Items[i]; {
+			case nodeUsable(nd):
 				ready++
+			case nodeReady(nd) && onlyNotReadyTaint(nd):
+				untaint = append(untaint, nd.Name)
 			}
 		}
+		if err := liftNotReadyTaints(ctx, client, untaint); err != nil {
+			return err
+		}
+		ready += len(untaint)
 		if ready >= n {
 			logf("%d simulated nodes Ready (%d created) in %.1fs", n, created, time.Since(t0).Seconds())
 			return nil
@@ -135,16 +144,52 @@ func ensureNodes(ctx context.Context, client kubernetes.Interface, label string,
 }
 
 func nodeUsable(nd *corev1.Node) bool {
-	ready := false
-	for _, c := range nd.Status.Conditions {
-		if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
-			ready = true
-		}
-	}
 	for _, t := range nd.Spec.Taints {
 		if t.Key == corev1.TaintNodeNotReady || t.Key == corev1.TaintNodeUnreachable {
 			return false
 		}
 	}
-	return ready
+	return nodeReady(nd)
+}
+
+func nodeReady(nd *corev1.Node) bool {
+	for _, c := range nd.Status.Conditions {
+		if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
+			return true
+		}
+	}
+	return false
+}
+
+// onlyNotReadyTaint: the node's one taint is the not-ready one admission
+// gave it (a node with any other taint is left to the controllers).
+func onlyNotReadyTaint(nd *corev1.Node) bool {
+	return len(nd.Spec.Taints) == 1 && nd.Spec.Taints[0].Key == corev1.TaintNodeNotReady
+}
+
+// liftNotReadyTaints removes the not-ready taint from Ready nodes, 32 at a
+// time: what the node lifecycle controller would do, at the harness's QPS.
+func liftNotReadyTaints(ctx context.Context, client kubernetes.Interface, names []string) error {
+	work := make(chan string)
+	errs := make(chan error, len(names))
+	var wg sync.WaitGroup
+	for range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for name := range work {
+				_, err := client.CoreV1().Nodes().Patch(ctx, name, types.MergePatchType, []byte(`{"spec":{"taints":null}}`), metav1.PatchOptions{})
+				if err != nil && !apierrors.IsNotFound(err) {
+					errs <- fmt.Errorf("lifting the not-ready taint of node %s: %w", name, err)
+				}
+			}
+		}()
+	}
+	for _, name := range names {
+		work <- name
+	}
+	close(work)
+	wg.Wait()
+	close(errs)
+	return <-errs // nil when none
 }
