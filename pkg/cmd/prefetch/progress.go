@@ -3,6 +3,7 @@ package prefetch
 import (
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/coral-dev/coral/pkg/progress"
@@ -18,9 +19,14 @@ type runProgress struct {
 	skipped int
 	start   time.Time
 	// tick redraws the bar every second on a terminal, so its clock runs
-	// while no node finishes; closed by Finish.
+	// while no node finishes, and elsewhere gives the Printer its chance to
+	// print a heartbeat when nothing was printed for progress.Heartbeat
+	// (nodes that take long to report print nothing meanwhile); closed by
+	// Finish.
 	tick     chan struct{}
 	tickDone chan struct{}
+	done     int // nodes finished (Event's goroutine and the tick's)
+	mu       sync.Mutex
 }
 
 // newRunProgress takes mode from --progress, already validated.
@@ -36,8 +42,8 @@ func (p *runProgress) Start(runID, namespace string) {
 	}
 	p.out.Line(msg)
 	p.out.Count(0, p.total)
-	p.out.Status(prefetching)
-	if p.out.Mode() == progress.Bar {
+	p.out.Status(p.status())
+	if m := p.out.Mode(); m == progress.Bar || m == progress.Plain {
 		p.tick, p.tickDone = make(chan struct{}), make(chan struct{})
 		go func() {
 			defer close(p.tickDone)
@@ -48,16 +54,28 @@ func (p *runProgress) Start(runID, namespace string) {
 				case <-p.tick:
 					return
 				case <-t.C:
-					p.out.Status(prefetching)
+					p.out.Status(p.status())
 				}
 			}
 		}()
 	}
 }
 
-// prefetching is the status; the Printer shows with it how many nodes have
-// finished.
+// prefetching is the status; on a terminal the Printer shows with it how
+// many nodes have finished.
 const prefetching = "prefetching"
+
+// status is the status line: the bar shows the count and time itself; a
+// plain heartbeat line says them.
+func (p *runProgress) status() string {
+	if p.out.Mode() != progress.Plain {
+		return prefetching
+	}
+	p.mu.Lock()
+	done := p.done
+	p.mu.Unlock()
+	return fmt.Sprintf("%s: %d/%d nodes finished after %s", prefetching, done, p.total, time.Since(p.start).Round(time.Second))
+}
 
 // Event is run.Engine's OnEvent (called from one goroutine).
 func (p *runProgress) Event(ev run.Event) {
@@ -81,8 +99,11 @@ func (p *runProgress) Event(ev run.Event) {
 		case ev.Failed > 0: // a bar: only failures get a line
 			lines = append(lines, fmt.Sprintf("%s: %s", ev.Node, status))
 		}
+		p.mu.Lock()
+		p.done = ev.Done
+		p.mu.Unlock()
 		p.out.Count(ev.Done, ev.Total)
-		p.out.Update(prefetching, lines...)
+		p.out.Update(p.status(), lines...)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coral-dev/coral/pkg/progress"
 	"github.com/coral-dev/coral/pkg/run"
 )
 
@@ -108,5 +109,26 @@ func TestRunProgressBarStaysLive(t *testing.T) {
 	time.Sleep(1200 * time.Millisecond)
 	if after := buf.String(); after != out {
 		t.Errorf("drawn after Finish: %q", strings.TrimPrefix(after, out))
+	}
+}
+
+// In a log (plain), a run whose nodes take long to report still prints a
+// heartbeat once nothing was printed for progress.Heartbeat, saying how far
+// it got: without the tick, a run waiting on its last, slow nodes printed
+// nothing for a minute (bench-scale, pods mode: 64.7 s).
+func TestRunProgressPlainHeartbeat(t *testing.T) {
+	t.Parallel()
+	var buf syncBuffer
+	p := newRunProgress(&buf, "plain", 3, 0)
+	p.Start("abc123", "coral-system")
+	p.Event(run.Event{Type: run.EventFinished, Node: "n1", Done: 1, Total: 3})
+	time.Sleep(progress.Heartbeat + 1500*time.Millisecond)
+	p.Finish(false)
+	out := buf.String()
+	if !regexp.MustCompile(`(?m)^prefetching: 1/3 nodes finished after 1[01]s$`).MatchString(out) {
+		t.Errorf("no heartbeat line after %s of silence in\n%s", progress.Heartbeat, out)
+	}
+	if n := strings.Count(out, "prefetching:"); n != 1 {
+		t.Errorf("%d heartbeat lines in %s, want 1 (one per %s of silence):\n%s", n, progress.Heartbeat+1500*time.Millisecond, progress.Heartbeat, out)
 	}
 }
