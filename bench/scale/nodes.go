@@ -86,6 +86,7 @@ func ensureNodes(ctx context.Context, client kubernetes.Interface, label string,
 			defer wg.Done()
 			for name := range work {
 				node := simNode(name, label)
+				node.Annotations = map[string]string{ttlAnnotation: ttlFor(n)}
 				if _, err := client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 					mu.Lock()
 					if firstErr == nil {
@@ -109,6 +110,14 @@ func ensureNodes(ctx context.Context, client kubernetes.Interface, label string,
 		return firstErr
 	}
 	deadline := time.Now().Add(5*time.Minute + time.Duration(n)*20*time.Millisecond)
+	// Ready is not enough: kube-controller-manager's TTL controller patches
+	// every node's ttl annotation each time the cluster's size crosses one
+	// of its steps (100, 500, 1000, 2000 nodes), up to 2 writes a node just
+	// after they were created. Measuring during that would count its load
+	// (9188 node patches in the window of a 5000-node bound) against
+	// whoever runs first: nodes are created with the settled value, and
+	// this waits until every node carries the same value twice in a row.
+	lastTTL := ""
 	for {
 		list, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: label + "=true"})
 		if err != nil {
@@ -128,10 +137,16 @@ func ensureNodes(ctx context.Context, client kubernetes.Interface, label string,
 			return err
 		}
 		ready += len(untaint)
-		if ready >= n {
+		ttls := map[string]int{}
+		for i := range list.Items {
+			ttls[list.Items[i].Annotations[ttlAnnotation]]++
+		}
+		settled := len(ttls) == 1 && ttls[""] == 0 // every node has kcm's TTL, the same
+		if ready >= n && settled && lastTTL == fmt.Sprint(ttls) {
 			logf("%d simulated nodes Ready (%d created) in %.1fs", n, created, time.Since(t0).Seconds())
 			return nil
 		}
+		lastTTL = fmt.Sprint(ttls)
 		if time.Now().After(deadline) {
 			return fmt.Errorf("only %d of %d simulated nodes Ready and untainted after %s (see the kwok log in _output/scale/logs)", ready, n, time.Since(t0).Round(time.Second))
 		}
@@ -141,6 +156,22 @@ func ensureNodes(ctx context.Context, client kubernetes.Interface, label string,
 		case <-time.After(3 * time.Second):
 		}
 	}
+}
+
+// ttlAnnotation is kube-controller-manager's TTL controller's annotation.
+const ttlAnnotation = "node.alpha.kubernetes.io/ttl"
+
+// ttlFor is the TTL controller's value for a cluster of n nodes, which a
+// node of a settled cluster carries (its steps: at most 100 nodes 0 s, 500
+// 15 s, 1000 30 s, 2000 60 s, more 300 s). Nodes are created with it, so the
+// controller has (nearly) nothing to patch once they all exist.
+func ttlFor(n int) string {
+	for _, b := range []struct{ max, ttl int }{{100, 0}, {500, 15}, {1000, 30}, {2000, 60}} {
+		if n <= b.max {
+			return fmt.Sprint(b.ttl)
+		}
+	}
+	return "300"
 }
 
 func nodeUsable(nd *corev1.Node) bool {

@@ -238,3 +238,13 @@ func TestSampleHWMIsTheChildsOwn(t *testing.T) {
 	}
 	runtime.KeepAlive(ballast)
 }
+
+// The TTL a node is created with is the TTL controller's for the cluster's
+// final size (kubernetes pkg/controller/ttl: ttlBoundaries).
+func TestTTLFor(t *testing.T) {
+	for n, want := range map[int]string{1: "0", 100: "0", 101: "15", 500: "15", 1000: "30", 1001: "60", 2000: "60", 5000: "300"} {
+		if got := ttlFor(n); got != want {
+			t.Errorf("ttlFor(%d) = %s, want %s", n, got, want)
+		}
+	}
+}
