@@ -168,7 +168,12 @@ type Engine struct {
 	CleanupTimeout time.Duration
 	// Holder names who runs the run, on its Lease (e.g. kubectl-coral@host/pid).
 	Holder string
-	// LeaseRenew is how often the run's Lease is renewed. Default 30s.
+	// LeaseRenew is how often the run's Lease is renewed. Default 30s (the
+	// Lease valid LeaseDuration); in a run of more than SyncCleanupMax
+	// workers 2m (valid LongLeaseDuration): such a run lasts minutes (a Job
+	// controller makes ~7 pods a second), and renewing every 30 s was its
+	// largest count of writes beyond one per node (24 in a 12-minute,
+	// 5000-node run).
 	LeaseRenew time.Duration
 	// SyncCleanupMax is the largest run whose workers are deleted with one
 	// DeleteCollection before Run returns. The API server deletes a
@@ -232,6 +237,7 @@ type nodeState struct {
 // nodes Failed and returns the partial results with interrupted set. err
 // reports what went wrong with the run itself (the watch, the cleanup).
 func (e *Engine) Run(ctx context.Context, njs []NodeJob) (results []NodeResult, interrupted bool, err error) {
+	renewSet := e.LeaseRenew > 0
 	e.defaults()
 	if len(njs) == 0 {
 		return nil, false, nil
@@ -243,7 +249,11 @@ func (e *Engine) Run(ctx context.Context, njs []NodeJob) (results []NodeResult, 
 	}
 	r := &runner{e: e, states: make(map[string]*nodeState, len(njs)), allDone: make(chan struct{}), wake: make(chan struct{}, 1),
 		evq: newEventQueue(e.OnEvent), logSem: make(chan struct{}, 4),
-		byPod: map[string]*nodeState{}, pendingWarn: map[string]podWarning{}}
+		byPod: map[string]*nodeState{}, pendingWarn: map[string]podWarning{},
+		leaseFor: LeaseDuration, leaseEvery: e.LeaseRenew}
+	if len(njs) > e.SyncCleanupMax && !renewSet {
+		r.leaseFor, r.leaseEvery = LongLeaseDuration, 2*time.Minute
+	}
 	for _, nj := range njs {
 		st := &nodeState{node: nj.Node, items: nj.Items, expected: nj.Expected, job: nj.Job, newJob: nj.NewJob, jobName: nj.Name()}
 		r.states[nj.Node] = st
@@ -368,6 +378,8 @@ type runner struct {
 	// attempted counts the workers a create was sent for (cleanup looks when > 0).
 	attempted    int
 	owner        *metav1.OwnerReference
+	leaseFor     time.Duration // the Lease's duration
+	leaseEvery   time.Duration // and how often it is renewed
 	leaseCreated bool
 	leaseDeleted bool
 	allDone      chan struct{}

@@ -690,3 +690,35 @@ func TestRunTimeoutStartsAtThePod(t *testing.T) {
 		}
 	})
 }
+
+// A large run's Lease is valid 5 min and renewed every 2 min (a 5000-node
+// run lasts minutes; renewing every 30 s cost it 24 writes); a small run's
+// keeps 90 s, renewed every 30 s, so `kubectl coral gc` finds it soon.
+func TestRunLeaseDurationFollowsTheRunsSize(t *testing.T) {
+	for _, tc := range []struct {
+		nodes []string
+		want  int32
+	}{{[]string{"l1", "l2"}, 90}, {[]string{"l1", "l2", "l3", "l4"}, 300}} {
+		c := newClient()
+		ctx, cancel := context.WithCancel(context.Background())
+		k := &kubelet{client: c, behave: func(_ string, pod *corev1.Pod) bool {
+			succeed(pod, []string{"a:1", "b:2"}, report.StatusPulled)
+			return true
+		}}
+		k.start(t, ctx)
+		e := &Engine{Client: c, Namespace: ns, RunID: "ld", MaxInFlight: 4, NodeTimeout: 10 * time.Second, SyncCleanupMax: 3}
+		if _, _, err := e.Run(ctx, nodeJobs("ld", tc.nodes...)); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		var got int32
+		for _, a := range c.Actions() {
+			if a.GetVerb() == "create" && a.GetResource().Resource == "leases" {
+				got = *a.(k8stesting.CreateAction).GetObject().(*coordinationv1.Lease).Spec.LeaseDurationSeconds
+			}
+		}
+		if got != tc.want {
+			t.Errorf("%d nodes (sync cleanup up to 3): Lease valid %ds, want %ds", len(tc.nodes), got, tc.want)
+		}
+	}
+}

@@ -17,8 +17,12 @@ import (
 func LeaseName(runID string) string { return "coral-run-" + runID }
 
 // LeaseDuration is how long a run's Lease stays valid without a renewal:
-// past it, `kubectl coral gc` takes the run for abandoned.
-const LeaseDuration = 90 * time.Second
+// past it, `kubectl coral gc` takes the run for abandoned. LongLeaseDuration
+// is a large run's (see Engine.LeaseRenew).
+const (
+	LeaseDuration     = 90 * time.Second
+	LongLeaseDuration = 5 * time.Minute
+)
 
 // createLease creates the run's owner: a coordination.k8s.io Lease that
 // every worker (Job or pod) names as its owner, renewed while the run goes
@@ -33,7 +37,7 @@ func (r *runner) createLease(ctx context.Context) (*metav1.OwnerReference, strin
 		ObjectMeta: metav1.ObjectMeta{Name: LeaseName(r.e.RunID), Namespace: r.e.Namespace, Labels: labels},
 		Spec: coordinationv1.LeaseSpec{
 			HolderIdentity:       ptr.To(r.e.Holder),
-			LeaseDurationSeconds: ptr.To(int32(LeaseDuration.Seconds())),
+			LeaseDurationSeconds: ptr.To(int32(r.leaseFor.Seconds())),
 			AcquireTime:          &now,
 			RenewTime:            &now,
 		},
@@ -58,7 +62,7 @@ func (r *runner) renewLease(ctx context.Context) {
 	if !r.leaseCreated {
 		return
 	}
-	t := time.NewTicker(r.e.LeaseRenew)
+	t := time.NewTicker(r.leaseEvery)
 	defer t.Stop()
 	for {
 		select {

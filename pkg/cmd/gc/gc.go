@@ -62,8 +62,9 @@ func newCmd(o *Options) *cobra.Command {
 (killed with SIGKILL, a laptop closed, a CI job cut off).
 
 Every run holds a Lease named coral-run-<run id> in its namespace and renews it
-every 30s while the plugin runs; its Jobs and pods name the Lease as their
-owner. A Lease not renewed within its duration (90s) belongs to a dead plugin:
+every 30s while the plugin runs (every 2m in a run of more than 200 nodes);
+its Jobs and pods name the Lease as their owner. A Lease not renewed within
+its duration (90s; 5m for those large runs) belongs to a dead plugin:
 gc deletes it, and Kubernetes' garbage collector deletes the run's Jobs and
 pods. A run whose Lease is fresh is never touched.
 
