@@ -63,8 +63,9 @@ func (r *runner) watch(ctx, watchCtx context.Context) error {
 			o.FieldSelector = fields.OneTermEqualSelector("type", corev1.EventTypeWarning).String()
 		}))
 	evInf := evs.Core().V1().Events().Informer()
-	// The handler keeps what it needs; the informer's store keeps nothing
-	// but names, so a namespace with many warnings costs no memory.
+	// The informer's store keeps events slimmed to what onEvent reads
+	// (names, reason, message, times): a namespace's warnings, bounded by
+	// the events' own 1 h TTL.
 	_ = evInf.SetTransform(slimEvent)
 	_ = evInf.SetWatchErrorHandler(func(*cache.Reflector, error) {}) // optional: reading events may be forbidden
 	if _, err := evInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
