@@ -191,8 +191,49 @@ func (b *bench) header() {
 		strings.TrimSpace(string(commit)), b.c.plugin, b.c.work, b.c.failPct, b.c.silentPct, len(b.images), b.c.nodeTimeout)
 }
 
+// waitNodesQuiet waits until kube-controller-manager has stopped writing to
+// the nodes: its TTL controller re-annotates every node each time the
+// cluster's size crosses a step while nodes are created (the first runs
+// after fast node creation had 913 and 9188 node patches in a bound's
+// window). Quiet is 5 s without a kcm write to a node, read from the audit
+// log.
+func (b *bench) waitNodesQuiet(ctx context.Context, n int) error {
+	t0 := time.Now()
+	deadline := t0.Add(5*time.Minute + time.Duration(n)*100*time.Millisecond)
+	for {
+		if err := b.audit.mark(); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Second):
+		}
+		counts, err := b.audit.count()
+		if err != nil {
+			return err
+		}
+		writes := 0
+		for kind, c := range counts[kcmUser].ByKind {
+			if strings.HasSuffix(kind, " nodes") || strings.Contains(kind, " nodes/") {
+				writes += c
+			}
+		}
+		if writes == 0 {
+			logf("kube-controller-manager quiet on the nodes after %.1fs", time.Since(t0).Seconds())
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("kube-controller-manager still wrote %d times to nodes in 5s after %s", writes, time.Since(t0).Round(time.Second))
+		}
+	}
+}
+
 func (b *bench) runN(ctx context.Context, n int) error {
 	if err := ensureNodes(ctx, b.admin, b.e.nodeLabel, n, logf); err != nil {
+		return err
+	}
+	if err := b.waitNodesQuiet(ctx, n); err != nil {
 		return err
 	}
 	f := newFates(n, b.c.failPct, b.c.silentPct)
@@ -483,7 +524,7 @@ func (b *bench) runCoral(ctx context.Context, r *runResult, f *fates) error {
 	// Coral's own last words besides progress (e.g. a failed cleanup).
 	var said []string
 	for _, l := range tail {
-		if !strings.HasPrefix(l, "run ") && !strings.HasPrefix(l, "finished in") {
+		if !strings.HasPrefix(l, "run ") && !strings.HasPrefix(l, "finished in") && !strings.HasPrefix(l, "prefetching: ") {
 			said = append(said, l)
 		}
 	}

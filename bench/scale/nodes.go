@@ -115,8 +115,9 @@ func ensureNodes(ctx context.Context, client kubernetes.Interface, label string,
 	// of its steps (100, 500, 1000, 2000 nodes), up to 2 writes a node just
 	// after they were created. Measuring during that would count its load
 	// (9188 node patches in the window of a 5000-node bound) against
-	// whoever runs first: nodes are created with the settled value, and
-	// this waits until every node carries the same value twice in a row.
+	// whoever runs first: nodes are created with the settled value, this
+	// waits until every node carries the same value twice in a row, and
+	// bench.waitNodesQuiet until kcm has written to no node for 5 s.
 	lastTTL := ""
 	for {
 		list, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: label + "=true"})
