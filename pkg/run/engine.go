@@ -213,8 +213,7 @@ type nodeState struct {
 	node      string
 	items     []string
 	expected  []string
-	job       *batchv1.Job        // dropped once created: only its name is needed
-	newJob    func() *batchv1.Job // or this builds it (NodeJob.NewJob)
+	newJob    func() *batchv1.Job // builds the worker's Job; dropped once created
 	jobName   string
 	created   time.Time
 	podSeen   time.Time
@@ -237,7 +236,6 @@ type nodeState struct {
 // nodes Failed and returns the partial results with interrupted set. err
 // reports what went wrong with the run itself (the watch, the cleanup).
 func (e *Engine) Run(ctx context.Context, njs []NodeJob) (results []NodeResult, interrupted bool, err error) {
-	renewSet := e.LeaseRenew > 0
 	e.defaults()
 	if len(njs) == 0 {
 		return nil, false, nil
@@ -251,11 +249,19 @@ func (e *Engine) Run(ctx context.Context, njs []NodeJob) (results []NodeResult, 
 		evq: newEventQueue(e.OnEvent), logSem: make(chan struct{}, 4),
 		byPod: map[string]*nodeState{}, pendingWarn: map[string]podWarning{},
 		leaseFor: LeaseDuration, leaseEvery: e.LeaseRenew}
-	if len(njs) > e.SyncCleanupMax && !renewSet {
+	switch {
+	case e.LeaseRenew > 0: // the caller's
+	case len(njs) > e.SyncCleanupMax:
 		r.leaseFor, r.leaseEvery = LongLeaseDuration, 2*time.Minute
+	default:
+		r.leaseEvery = 30 * time.Second
 	}
 	for _, nj := range njs {
-		st := &nodeState{node: nj.Node, items: nj.Items, expected: nj.Expected, job: nj.Job, newJob: nj.NewJob, jobName: nj.Name()}
+		newJob := nj.NewJob
+		if job := nj.Job; job != nil {
+			newJob = job.DeepCopy // the create sets owners on its copy
+		}
+		st := &nodeState{node: nj.Node, items: nj.Items, expected: nj.Expected, newJob: newJob, jobName: nj.Name()}
 		r.states[nj.Node] = st
 		r.order = append(r.order, st)
 	}
@@ -362,9 +368,6 @@ func (e *Engine) defaults() {
 	if e.SyncCleanupMax <= 0 {
 		e.SyncCleanupMax = 200
 	}
-	if e.LeaseRenew <= 0 {
-		e.LeaseRenew = 30 * time.Second
-	}
 }
 
 type runner struct {
@@ -469,7 +472,7 @@ func (r *runner) dispatch(ctx context.Context) {
 		}
 		err := r.create(ctx, st)
 		r.mu.Lock()
-		st.job, st.newJob = nil, nil
+		st.newJob = nil
 		switch {
 		case err != nil && ctx.Err() != nil:
 			r.live--
@@ -487,12 +490,7 @@ func (r *runner) dispatch(ctx context.Context) {
 }
 
 func (r *runner) create(ctx context.Context, st *nodeState) error {
-	var job *batchv1.Job
-	if st.job != nil {
-		job = st.job.DeepCopy()
-	} else {
-		job = st.newJob()
-	}
+	job := st.newJob()
 	if r.owner != nil {
 		job.OwnerReferences = append(job.OwnerReferences, *r.owner)
 	}
