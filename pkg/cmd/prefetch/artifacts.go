@@ -26,7 +26,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 // ArtifactsOptions holds everything `kubectl coral prefetch artifacts` needs.
@@ -56,7 +55,7 @@ type ArtifactsOptions struct {
 	sum            artifacturl.Source // the parsed --checksum-url
 	s3Keys         map[string]string
 	// persistClient writes the ArtifactPrefetch; replaced in tests.
-	persistClient client.Client
+	persistClient *PersistClient
 }
 
 // NewArtifactsOptions returns the defaults.
@@ -595,7 +594,7 @@ func (o *ArtifactsOptions) persist(ctx context.Context) error {
 		if err != nil {
 			return cmdutil.BadInput(explainKubeconfig(err))
 		}
-		if cl, err = PersistClient(cfg); err != nil {
+		if cl, err = NewPersistClient(cfg); err != nil {
 			return cmdutil.BadInput(err)
 		}
 	}

@@ -11,12 +11,11 @@ import (
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"k8s.io/client-go/kubernetes/fake"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-	crfake "sigs.k8s.io/controller-runtime/pkg/client/fake"
 )
 
 func runArtifacts(t *testing.T, args ...string) cmdResult {
@@ -111,9 +110,15 @@ func TestArtifactsQueryStaysOutOfJobs(t *testing.T) {
 // runArtifactsPersist runs `prefetch artifacts args…` with a fake cluster
 // whose API server knows Coral's types; controller, when set, plays the
 // controller's part once the object exists.
-func runArtifactsPersist(t *testing.T, controller func(cl client.Client), args ...string) (cmdResult, client.Client) {
+func runArtifactsPersist(t *testing.T, controller func(cl *PersistClient), args ...string) (cmdResult, *PersistClient) {
 	t.Helper()
-	cl := crfake.NewClientBuilder().WithScheme(persistScheme(t)).WithStatusSubresource(&coralv1.ArtifactPrefetch{}).Build()
+	// An empty scheme: the fake keeps Coral's objects unstructured, as the
+	// API server sends them.
+	lists := map[schema.GroupVersionResource]string{}
+	for res, kind := range persistKinds {
+		lists[coralv1.GroupVersion.WithResource(res)] = kind + "List"
+	}
+	cl := NewPersistClientFor(dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), lists))
 	if controller != nil {
 		go controller(cl)
 	}
@@ -124,17 +129,6 @@ func runArtifactsPersist(t *testing.T, controller func(cl client.Client), args .
 		return newCmdArtifacts(o)
 	}, args...)
 	return r, cl
-}
-
-func persistScheme(t *testing.T) *runtime.Scheme {
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		t.Fatal(err)
-	}
-	if err := coralv1.AddToScheme(s); err != nil {
-		t.Fatal(err)
-	}
-	return s
 }
 
 func TestArtifactsPersistBadInput(t *testing.T) {
@@ -153,8 +147,8 @@ func TestArtifactsPersistBadInput(t *testing.T) {
 		if cmdutil.Code(r.err) != cmdutil.ExitBadInput || !strings.Contains(r.err.Error(), tt.want) {
 			t.Errorf("%v: err = %v (exit %d), want exit 2 with %q", tt.args, r.err, cmdutil.Code(r.err), tt.want)
 		}
-		var list coralv1.ArtifactPrefetchList
-		if err := cl.List(context.Background(), &list); err != nil || len(list.Items) > 0 || len(r.writes) > 0 {
+		list, err := cl.resource(artifactPrefetches, "").List(context.Background(), metav1.ListOptions{})
+		if err != nil || len(list.Items) > 0 || len(r.writes) > 0 {
 			t.Errorf("%v: bad input wrote %d objects, %v (%v)", tt.args, len(list.Items), r.writes, err)
 		}
 	}
@@ -180,8 +174,8 @@ func TestArtifactsPersistWritesTheObject(t *testing.T) {
 	if !strings.Contains(r.stderr, "artifactprefetch.coral.dev/bert-gpu written in namespace default") {
 		t.Errorf("stderr: %s", r.stderr)
 	}
-	var got coralv1.ArtifactPrefetch
-	if err := cl.Get(context.Background(), client.ObjectKey{Namespace: "default", Name: "bert-gpu"}, &got); err != nil {
+	got := coralv1.ArtifactPrefetch{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "bert-gpu"}}
+	if err := cl.get(context.Background(), artifactPrefetches, &got); err != nil {
 		t.Fatal(err)
 	}
 	sp := got.Spec
@@ -201,11 +195,11 @@ func TestArtifactsPersistWritesTheObject(t *testing.T) {
 func TestArtifactsPersistWaitsAndReports(t *testing.T) {
 	sum := strings.Repeat("ab", 32)
 	url := "https://m.example/bert.bin"
-	controller := func(state string) func(client.Client) {
-		return func(cl client.Client) {
+	controller := func(state string) func(*PersistClient) {
+		return func(cl *PersistClient) {
 			ctx := context.Background()
-			var obj coralv1.ArtifactPrefetch
-			for cl.Get(ctx, client.ObjectKey{Namespace: "default", Name: "bert"}, &obj) != nil {
+			obj := coralv1.ArtifactPrefetch{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "bert"}}
+			for cl.get(ctx, artifactPrefetches, &obj) != nil {
 				time.Sleep(50 * time.Millisecond)
 			}
 			for i, node := range []string{"web-1", "web-2"} {
@@ -218,7 +212,7 @@ func TestArtifactsPersistWaitsAndReports(t *testing.T) {
 					Prefetch:   coralv1.PrefetchRef{Kind: "ArtifactPrefetch", Name: "bert"}, Node: node,
 					Results: []coralv1.NodeItem{{Ref: url, Digest: "sha256:" + sum, Status: status}},
 				}
-				if err := cl.Create(ctx, rec); err != nil {
+				if err := cl.write(ctx, prefetchNodesRes, rec, false); err != nil {
 					panic(err)
 				}
 			}
@@ -231,7 +225,11 @@ func TestArtifactsPersistWaitsAndReports(t *testing.T) {
 				{Type: coralv1.ConditionReady, Status: ready, Reason: "X", LastTransitionTime: metav1.Now()},
 				{Type: coralv1.ConditionProgressing, Status: metav1.ConditionFalse, Reason: "Idle", LastTransitionTime: metav1.Now()},
 			}
-			if err := cl.Status().Update(ctx, &obj); err != nil {
+			u, err := toUnstructured(artifactPrefetches, &obj)
+			if err == nil {
+				_, err = cl.resource(artifactPrefetches, "default").UpdateStatus(ctx, u, metav1.UpdateOptions{})
+			}
+			if err != nil {
 				panic(err)
 			}
 		}

@@ -449,7 +449,7 @@ func (o *ImagesOptions) persist(ctx context.Context) error {
 	if err != nil {
 		return cmdutil.BadInput(explainKubeconfig(err))
 	}
-	cl, err := PersistClient(cfg)
+	cl, err := NewPersistClient(cfg)
 	if err != nil {
 		return cmdutil.BadInput(err)
 	}

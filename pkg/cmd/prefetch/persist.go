@@ -2,6 +2,7 @@ package prefetch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -12,11 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/rest"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 // This file is `--persist NAME`: instead of running Jobs itself, the
@@ -40,18 +37,6 @@ type PersistSettings struct {
 	// Wait for the object to settle; WaitTimeout bounds it.
 	Wait        bool
 	WaitTimeout time.Duration
-}
-
-// PersistClient builds a client that knows Coral's types.
-func PersistClient(cfg *rest.Config) (client.Client, error) {
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		return nil, err
-	}
-	if err := coralv1.AddToScheme(s); err != nil {
-		return nil, err
-	}
-	return client.New(cfg, client.Options{Scheme: s})
 }
 
 func (p PersistSettings) common() (coralv1.Nodes, coralv1.RunSettings, error) {
@@ -87,7 +72,7 @@ type ImagePersist struct {
 // PersistImages creates or updates the ImagePrefetch, waits (when asked)
 // and returns the report built from the controller's records. The report
 // is nil when not waiting.
-func PersistImages(ctx context.Context, cl client.Client, p ImagePersist) (*report.PrefetchReport, error) {
+func PersistImages(ctx context.Context, cl *PersistClient, p ImagePersist) (*report.PrefetchReport, error) {
 	nodes, rs, err := p.common()
 	if err != nil {
 		return nil, err
@@ -101,14 +86,14 @@ func PersistImages(ctx context.Context, cl client.Client, p ImagePersist) (*repo
 		spec.RefreshInterval = &metav1.Duration{Duration: p.RefreshInterval}
 	}
 	obj := &coralv1.ImagePrefetch{ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace}}
-	if err := upsert(ctx, cl, obj, func() { obj.Spec = withDefaults(obj.Spec, spec) }); err != nil {
+	if err := upsert(ctx, cl, imagePrefetches, obj, func() { obj.Spec = withDefaults(obj.Spec, spec) }); err != nil {
 		return nil, err
 	}
 	if !p.Wait {
 		return nil, nil
 	}
 	start := time.Now()
-	st, err := waitSettled(ctx, cl, obj, p.WaitTimeout, func() (int64, *coralv1.PrefetchStatus) { return obj.Generation, &obj.Status.PrefetchStatus })
+	st, err := waitSettled(ctx, cl, imagePrefetches, obj, p.WaitTimeout, func() (int64, *coralv1.PrefetchStatus) { return obj.Generation, &obj.Status.PrefetchStatus })
 	rep, rerr := persistReport(ctx, cl, obj, "coral.dev/imageprefetch", report.KindPrefetchReport, st, start, p.Images)
 	if rerr != nil {
 		return nil, rerr
@@ -134,7 +119,7 @@ type ArtifactPersist struct {
 // PersistArtifacts creates or updates the ArtifactPrefetch (Spec's node
 // and run settings come from PersistSettings), waits when asked, and
 // returns the report.
-func PersistArtifacts(ctx context.Context, cl client.Client, p ArtifactPersist) (*report.PrefetchReport, error) {
+func PersistArtifacts(ctx context.Context, cl *PersistClient, p ArtifactPersist) (*report.PrefetchReport, error) {
 	nodes, rs, err := p.common()
 	if err != nil {
 		return nil, err
@@ -142,14 +127,14 @@ func PersistArtifacts(ctx context.Context, cl client.Client, p ArtifactPersist) 
 	spec := p.Spec
 	spec.Nodes, spec.RunSettings = nodes, rs
 	obj := &coralv1.ArtifactPrefetch{ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace}}
-	if err := upsert(ctx, cl, obj, func() { obj.Spec = spec }); err != nil {
+	if err := upsert(ctx, cl, artifactPrefetches, obj, func() { obj.Spec = spec }); err != nil {
 		return nil, err
 	}
 	if !p.Wait {
 		return nil, nil
 	}
 	start := time.Now()
-	st, err := waitSettled(ctx, cl, obj, p.WaitTimeout, func() (int64, *coralv1.PrefetchStatus) { return obj.Generation, &obj.Status.PrefetchStatus })
+	st, err := waitSettled(ctx, cl, artifactPrefetches, obj, p.WaitTimeout, func() (int64, *coralv1.PrefetchStatus) { return obj.Generation, &obj.Status.PrefetchStatus })
 	var sources []string
 	for _, s := range spec.Sources {
 		sources = append(sources, s.URL)
@@ -169,19 +154,19 @@ func durationPtr(d time.Duration) *metav1.Duration {
 	return &metav1.Duration{Duration: d}
 }
 
-func upsert(ctx context.Context, cl client.Client, obj client.Object, set func()) error {
-	err := cl.Get(ctx, client.ObjectKeyFromObject(obj), obj)
+func upsert(ctx context.Context, cl *PersistClient, res string, obj persistObject, set func()) error {
+	err := cl.get(ctx, res, obj)
 	switch {
-	case apierrors.IsNotFound(err):
+	case apierrors.IsNotFound(err) && !isNoResource(err):
 		set()
-		err = cl.Create(ctx, obj)
+		err = cl.write(ctx, res, obj, false)
 	case err == nil:
 		set()
-		err = cl.Update(ctx, obj)
+		err = cl.write(ctx, res, obj, true)
 	}
 	if err != nil {
-		if meta.IsNoMatchError(err) || apierrors.IsNotFound(err) {
-			return fmt.Errorf("writing %s/%s: %w (is the controller installed? kubectl coral install)", obj.GetNamespace(), obj.GetName(), err)
+		if isNoResource(err) {
+			return fmt.Errorf("writing %s/%s: %w", obj.GetNamespace(), obj.GetName(), &noCRDError{res: res, err: err})
 		}
 		return fmt.Errorf("writing %s/%s: %w", obj.GetNamespace(), obj.GetName(), err)
 	}
@@ -193,12 +178,12 @@ var errNotSettled = fmt.Errorf("the prefetch did not settle in time")
 
 // waitSettled polls until the status describes the current generation and
 // is Ready, or nothing is in flight any more (failures), or it is blocked.
-func waitSettled(ctx context.Context, cl client.Client, obj client.Object, timeout time.Duration, status func() (int64, *coralv1.PrefetchStatus)) (*coralv1.PrefetchStatus, error) {
+func waitSettled(ctx context.Context, cl *PersistClient, res string, obj persistObject, timeout time.Duration, status func() (int64, *coralv1.PrefetchStatus)) (*coralv1.PrefetchStatus, error) {
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var last *coralv1.PrefetchStatus
 	err := wait.PollUntilContextCancel(wctx, time.Second, true, func(ctx context.Context) (bool, error) {
-		if err := cl.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+		if err := cl.get(ctx, res, obj); err != nil {
 			return false, nil
 		}
 		gen, st := status()
@@ -220,13 +205,13 @@ func waitSettled(ctx context.Context, cl client.Client, obj client.Object, timeo
 
 // persistReport turns the object's PrefetchNode records into the CLI's
 // report: one row per node and item, plus the skipped nodes the status lists.
-func persistReport(ctx context.Context, cl client.Client, obj client.Object, label, kind string, st *coralv1.PrefetchStatus, start time.Time, items []string) (*report.PrefetchReport, error) {
-	var recs coralv1.PrefetchNodeList
-	if err := cl.List(ctx, &recs, client.InNamespace(obj.GetNamespace()), client.MatchingLabels{label: obj.GetName()}); err != nil {
+func persistReport(ctx context.Context, cl *PersistClient, obj persistObject, label, kind string, st *coralv1.PrefetchStatus, start time.Time, items []string) (*report.PrefetchReport, error) {
+	recs, err := cl.prefetchNodes(ctx, obj.GetNamespace(), label+"="+obj.GetName())
+	if err != nil {
 		return nil, err
 	}
 	var rows []report.Result
-	for _, r := range recs.Items {
+	for _, r := range recs {
 		for _, it := range r.Results {
 			row := report.Result{Node: r.Node, Status: report.Status(it.Status), Digest: it.Digest, ExpectedDigest: it.ExpectedDigest, Pinned: it.Pinned, Message: it.Message}
 			if kind == report.KindArtifactReport {
@@ -258,8 +243,8 @@ func persistReport(ctx context.Context, cl client.Client, obj client.Object, lab
 // it, or a line saying the object was written (--wait=false).
 func (o *RunOptions) finishPersist(ctx context.Context, resource, name string, rep *report.PrefetchReport, err error) error {
 	if rep == nil && err != nil {
-		if meta.IsNoMatchError(err) {
-			return cmdutil.BadInputf("--persist needs Coral's controller and its CRDs in the cluster: run kubectl coral install (%v)", err)
+		if noCRD := (*noCRDError)(nil); errors.As(err, &noCRD) {
+			return cmdutil.BadInputf("--persist needs Coral's controller: %v", noCRD)
 		}
 		if ctx.Err() != nil {
 			return &cmdutil.ExitError{Code: cmdutil.ExitInterrupted, Err: fmt.Errorf("interrupted while waiting; %s/%s stays and goes on", resource, name)}

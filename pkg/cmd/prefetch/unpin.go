@@ -19,8 +19,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 )
@@ -191,18 +189,15 @@ func (o *UnpinOptions) listPinRecords(ctx context.Context) ([]coralv1.PrefetchNo
 	if err != nil {
 		return nil, err
 	}
-	cl, err := PersistClient(cfg)
+	cl, err := NewPersistClient(cfg)
 	if err != nil {
 		return nil, err
 	}
-	var list coralv1.PrefetchNodeList
-	if err := cl.List(ctx, &list); err != nil {
-		if meta.IsNoMatchError(err) || apierrors.IsNotFound(err) {
-			return nil, nil
-		}
-		return nil, err
+	recs, err := cl.prefetchNodes(ctx, "", "")
+	if isNoResource(err) {
+		return nil, nil
 	}
-	return list.Items, nil
+	return recs, err
 }
 
 // refuseControllerPins fails the run, before anything is created, when an
