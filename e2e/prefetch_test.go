@@ -23,6 +23,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 )
 
@@ -71,6 +72,40 @@ func TestPrefetchSelectedNodesThenPresent(t *testing.T) {
 	}
 	if s := res.report.Summary; s.Present != 4 || s.Pulled != 0 {
 		t.Errorf("second run summary %+v, want 4 present and nothing pulled", s)
+	}
+}
+
+// The images worker runs in the node's network namespace by default (it
+// opens no connection: the runtime pulls) and in the pod network with
+// --host-network=false; both pull, on a real kubelet and CNI.
+func TestPrefetchHostNetwork(t *testing.T) {
+	c := getCluster(t)
+	ns := c.namespace(t, nil)
+	ctx := context.Background()
+	for _, tt := range []struct {
+		args []string
+		host bool
+	}{{nil, true}, {[]string{"--host-network=false"}, false}} {
+		img, d := c.pushRandomImage(t, c.env["CORAL_REGISTRY"], "hostnet", nil)
+		args := append([]string{"prefetch", "images", img, "--nodes", webNodes[0], "-n", ns, "--keep-jobs", "-o", "json"}, tt.args...)
+		res := c.coral(t, nil, args...)
+		if res.code != 0 || res.report == nil || res.report.Summary.Pulled != 1 || byNodeImage(res.report)[webNodes[0]][img].Digest != d {
+			t.Fatalf("%v: exit %d, want 1 Pulled\n%s\n%s", tt.args, res.code, res.stdout, res.stderr)
+		}
+		pods, err := c.client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=coral"})
+		if err != nil || len(pods.Items) != 1 {
+			t.Fatalf("%v: %d worker pods kept (%v)", tt.args, len(pods.Items), err)
+		}
+		p := pods.Items[0]
+		if p.Spec.HostNetwork != tt.host || (p.Status.PodIP == p.Status.HostIP) != tt.host {
+			t.Errorf("%v: hostNetwork %v, pod IP %s, host IP %s; want hostNetwork %v", tt.args, p.Spec.HostNetwork, p.Status.PodIP, p.Status.HostIP, tt.host)
+		}
+		if err := c.client.BatchV1().Jobs(ns).DeleteCollection(ctx, metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationForeground)}, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=coral"}); err != nil {
+			t.Fatal(err)
+		}
+		if left := c.leftovers(t, ns); len(left) > 0 { // the next run must find one pod
+			t.Fatalf("after deleting the kept Job: %v", left)
+		}
 	}
 }
 

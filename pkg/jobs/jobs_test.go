@@ -66,6 +66,28 @@ func TestForTaskContracts(t *testing.T) {
 	}
 }
 
+// The pull worker joins the node's network only when asked (it opens no
+// connection: the runtime pulls); an artifact worker downloads, so it keeps
+// the pod network even when asked.
+func TestHostNetworkOnlyForTheSocketWorker(t *testing.T) {
+	s := spec()
+	if ForTask(task(), s).Spec.Template.Spec.HostNetwork {
+		t.Error("HostNetwork unset, but the pull worker has hostNetwork")
+	}
+	s.HostNetwork = true
+	if !ForTask(task(), s).Spec.Template.Spec.HostNetwork {
+		t.Error("HostNetwork set, but the pull worker has no hostNetwork")
+	}
+	s.Unpin = true
+	if !ForTask(task(), s).Spec.Template.Spec.HostNetwork {
+		t.Error("HostNetwork set, but the unpin worker has no hostNetwork")
+	}
+	at := plan.Task{Node: "gpu-1", HostRoot: "/", Items: []plan.Item{{Ref: "https://models.example.com/bert.bin"}}}
+	if ForArtifactTask(at, s, ArtifactSpec{Name: "bert"}).Spec.Template.Spec.HostNetwork {
+		t.Error("the artifact worker got hostNetwork")
+	}
+}
+
 func TestForTaskPullSecrets(t *testing.T) {
 	s := spec()
 	s.PullSecrets = []PullSecret{{Name: "regcred", Type: corev1.SecretTypeDockerConfigJson}, {Name: "old", Type: corev1.SecretTypeDockercfg}}

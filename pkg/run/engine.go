@@ -810,6 +810,9 @@ func explainAPIError(err error, ns string) string {
 
 // explainAdmission explains an admission rejection of the worker pod.
 func explainAdmission(msg, ns string) string {
+	if strings.Contains(msg, "hostNetwork") || strings.Contains(msg, "host-namespaces") || strings.Contains(msg, "host namespaces") {
+		msg += "\n(the images worker runs in the node's network namespace only to start sooner: --host-network=false keeps it in the pod network)"
+	}
 	if strings.Contains(msg, "PodSecurity") {
 		return fmt.Sprintf("%s\nPod Security admission in namespace %q rejects the worker: it mounts the node's container-runtime socket (a hostPath volume), "+
 			"which only the \"privileged\" level allows. Run Coral in a namespace that allows it, for example:\n"+

@@ -351,3 +351,19 @@ func TestRunCleansUpACreateCutShort(t *testing.T) {
 		t.Fatalf("%d Jobs left behind", n)
 	}
 }
+
+// A rejection that names hostNetwork says how to do without it; one that
+// does not, does not.
+func TestExplainAdmissionHostNetwork(t *testing.T) {
+	psa := `pods "x" is forbidden: violates PodSecurity "baseline:latest": host namespaces (hostNetwork=true), hostPath volumes (volume "cri-socket")`
+	if m := explainAdmission(psa, ns); !strings.Contains(m, "--host-network=false") || !strings.Contains(m, "enforce=privileged") {
+		t.Errorf("PodSecurity on hostNetwork and hostPath: %q", m)
+	}
+	kyverno := `admission webhook "validate.kyverno.svc-fail" denied the request: policy Pod/coral/x for resource violation: disallow-host-namespaces: host-namespaces: validation error: Sharing the host namespaces is disallowed.`
+	if m := explainAdmission(kyverno, ns); !strings.Contains(m, "--host-network=false") {
+		t.Errorf("a policy engine on host namespaces: %q", m)
+	}
+	if m := explainAdmission(`violates PodSecurity "baseline:latest": hostPath volumes (volume "cri-socket")`, ns); strings.Contains(m, "--host-network") {
+		t.Errorf("hostPath only, yet the advice names --host-network: %q", m)
+	}
+}

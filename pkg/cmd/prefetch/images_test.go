@@ -145,6 +145,13 @@ func TestImagesDryRunPrintsJobsFromStdinManifests(t *testing.T) {
 	if !strings.Contains(r.stderr, "cannot resolve reg.local/a:1") {
 		t.Errorf("no warning for an unresolvable image: %s", r.stderr)
 	}
+	if strings.Count(r.stdout, "hostNetwork: true") != 2 {
+		t.Errorf("the workers should run in the node's network by default:\n%s", r.stdout)
+	}
+	r = runImages(t, manifest, "-f", "-", "-l", "pool=web", "--dry-run=client", "-o", "yaml", "--host-network=false")
+	if r.err != nil || strings.Contains(r.stdout, "hostNetwork") {
+		t.Errorf("--host-network=false: err %v, output still asks for hostNetwork:\n%s", r.err, r.stdout)
+	}
 }
 
 // The same harness sees writes when there are some: a run whose nodes never

@@ -97,6 +97,7 @@ including a pin an ImagePrefetch holds (nothing created); 130 interrupted
 	f.StringArrayVarP(&o.Filenames, "filename", "f", nil, "file with images: a plain list or Kubernetes manifests; - for stdin (repeatable)")
 	f.StringVar(&o.RuntimeEndpoint, "runtime-endpoint", "", "CRI socket on every node (unix:///…); default: discovered per node")
 	o.addFlags(f)
+	o.addHostNetworkFlag(f)
 	// The unpin verb does not retry; the flag would only mislead.
 	_ = f.MarkHidden("retries")
 	return cmd
