@@ -144,3 +144,35 @@ func canonical(ref string) string {
 	}
 	return ref
 }
+
+// HeldFilter keeps, of a node's image list, only the entries NodeNeed can
+// use for images: those with a name in one of their repositories. A node
+// lists up to 50 images (~12 KB held per node), so a run over thousands of
+// nodes keeps a few entries each instead of all of them.
+type HeldFilter map[string]bool
+
+// NewHeldFilter is the filter for a run's image references.
+func NewHeldFilter(refs []string) HeldFilter {
+	f := HeldFilter{}
+	for _, ref := range refs {
+		if r, err := name.ParseReference(ref); err == nil {
+			f[r.Context().Name()] = true
+		}
+	}
+	return f
+}
+
+// Keep returns the entries of held that name one of the filter's
+// repositories (nil when none does).
+func (f HeldFilter) Keep(held []corev1.ContainerImage) []corev1.ContainerImage {
+	var out []corev1.ContainerImage
+	for _, ci := range held {
+		for _, n := range ci.Names {
+			if r, err := name.ParseReference(n); err == nil && f[r.Context().Name()] {
+				out = append(out, ci)
+				break
+			}
+		}
+	}
+	return out
+}

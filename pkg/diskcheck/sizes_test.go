@@ -162,6 +162,23 @@ func TestNodeNeed(t *testing.T) {
 			if n.Bytes != tc.bytes || strings.Join(n.Held, ",") != strings.Join(tc.heldOut, ",") || strings.Join(n.Unknown, ",") != strings.Join(tc.unknown, ",") {
 				t.Errorf("got %+v, want bytes %d held %v unknown %v", n, tc.bytes, tc.heldOut, tc.unknown)
 			}
+			// What a node keeps after HeldFilter gives the same need, and
+			// the images of other repositories are dropped.
+			var refs []string
+			for _, im := range tc.images {
+				refs = append(refs, im.Ref)
+			}
+			others := []corev1.ContainerImage{
+				{Names: []string{"registry.k8s.io/pause:3.10", "registry.k8s.io/pause@sha256:" + strings.Repeat("2", 64)}},
+				{Names: []string{"docker.io/library/nginx-extra:1.27"}}, {Names: []string{"reg.example/a/sub:v1"}},
+			}
+			kept := NewHeldFilter(refs).Keep(append(append([]corev1.ContainerImage{}, others...), tc.held...))
+			if len(kept) != len(tc.held) {
+				t.Errorf("filter kept %v of %v", kept, tc.held)
+			}
+			if f := NodeNeed(tc.images, sizes, tc.p, kept); f.Bytes != n.Bytes || strings.Join(f.Held, ",") != strings.Join(n.Held, ",") {
+				t.Errorf("filtered need %+v, unfiltered %+v", f, n)
+			}
 		})
 	}
 }

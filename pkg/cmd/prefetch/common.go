@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/coral-dev/coral/pkg/cmd/cmdutil"
+	"github.com/coral-dev/coral/pkg/diskcheck"
 	"github.com/coral-dev/coral/pkg/jobs"
 	"github.com/coral-dev/coral/pkg/plan"
 	"github.com/coral-dev/coral/pkg/progress"
@@ -66,10 +67,11 @@ type RunOptions struct {
 	selector  labels.Selector
 	runID     string
 	admitted  bool // the run's preflight passed
-	// keepNodeImages keeps each node's image list in nodes (the disk check
-	// reads it); nodes holds what plan listed, slimmed, by name.
-	keepNodeImages bool
-	nodes          map[string]*corev1.Node
+	// nodeImages, when set, keeps in nodes the entries of each node's image
+	// list that name the run's repositories (the disk check reads them);
+	// nodes holds what plan listed, slimmed, by name.
+	nodeImages diskcheck.HeldFilter
+	nodes      map[string]*corev1.Node
 }
 
 func newRunOptions(flags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) RunOptions {
@@ -209,7 +211,7 @@ func (o *RunOptions) plan(ctx context.Context, items []plan.Item, runtimeEndpoin
 const nodePageSize = 500
 
 // listNodes lists every node, a page at a time, keeping of each only what
-// planning (and, with keepNodeImages, the disk check) reads; o.nodes holds
+// planning (and, with nodeImages, the disk check) reads; o.nodes holds
 // the result by name.
 func (o *RunOptions) listNodes(ctx context.Context) ([]corev1.Node, error) {
 	var out []corev1.Node
@@ -222,7 +224,7 @@ func (o *RunOptions) listNodes(ctx context.Context) ([]corev1.Node, error) {
 		if !ok {
 			return fmt.Errorf("listing nodes: unexpected %T", obj)
 		}
-		out = append(out, slimNode(n, o.keepNodeImages))
+		out = append(out, slimNode(n, o.nodeImages))
 		return nil
 	})
 	if err != nil {
@@ -236,16 +238,16 @@ func (o *RunOptions) listNodes(ctx context.Context) ([]corev1.Node, error) {
 }
 
 // slimNode copies what Coral reads from a Node: name, labels, annotations,
-// unschedulable, taints, conditions and node info (and the image list when
-// asked). Managed fields, addresses and capacity stay behind.
-func slimNode(n *corev1.Node, images bool) corev1.Node {
+// unschedulable, taints, conditions and node info (and, with a filter, the
+// images it keeps). Managed fields, addresses and capacity stay behind.
+func slimNode(n *corev1.Node, images diskcheck.HeldFilter) corev1.Node {
 	s := corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: n.Name, UID: n.UID, Labels: n.Labels, Annotations: n.Annotations},
 		Spec:       corev1.NodeSpec{Unschedulable: n.Spec.Unschedulable, Taints: n.Spec.Taints},
 		Status:     corev1.NodeStatus{Conditions: n.Status.Conditions, NodeInfo: n.Status.NodeInfo},
 	}
-	if images {
-		s.Status.Images = n.Status.Images
+	if images != nil {
+		s.Status.Images = images.Keep(n.Status.Images)
 	}
 	return s
 }

@@ -227,7 +227,7 @@ func (o *ImagesOptions) checkDisk(ctx context.Context, d *diskCheckOptions, p *p
 }
 
 // nodesByName returns the checked nodes (platform, images held) as
-// planning listed them (keepNodeImages): no second list.
+// planning listed them (nodeImages): no second list.
 func (o *ImagesOptions) nodesByName(names []string) map[string]*corev1.Node {
 	out := make(map[string]*corev1.Node, len(names))
 	for _, n := range names {

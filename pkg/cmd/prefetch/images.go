@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/coral-dev/coral/pkg/cmd/cmdutil"
+	"github.com/coral-dev/coral/pkg/diskcheck"
 	"github.com/coral-dev/coral/pkg/jobs"
 	"github.com/coral-dev/coral/pkg/plan"
 	"github.com/coral-dev/coral/pkg/registryauth"
@@ -294,7 +295,9 @@ func (o *ImagesOptions) Run(ctx context.Context) error {
 	if o.Persist != "" {
 		return o.persist(ctx)
 	}
-	o.keepNodeImages = !o.disk.Skip // the disk check reads what nodes hold
+	if !o.disk.Skip { // the disk check reads what nodes hold of these images
+		o.nodeImages = diskcheck.NewHeldFilter(o.images)
+	}
 	p, err := o.plan(ctx, items, o.RuntimeEndpoint, true)
 	if err != nil {
 		return err
