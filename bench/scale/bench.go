@@ -230,7 +230,7 @@ func (b *bench) waitNodesQuiet(ctx context.Context, n int) error {
 }
 
 func (b *bench) runN(ctx context.Context, n int) error {
-	if err := ensureNodes(ctx, b.admin, b.e.nodeLabel, n, logf); err != nil {
+	if err := ensureNodes(ctx, b.admin, b.e.nodeLabel, n, b.c.nodeImages, logf); err != nil {
 		return err
 	}
 	if err := b.waitNodesQuiet(ctx, n); err != nil {

@@ -58,6 +58,7 @@ type config struct {
 	boundQPS    float64
 	// boundOwnerLease gives the bound's workers one Lease as owner, as Coral's.
 	boundOwnerLease bool
+	nodeImages      int
 }
 
 func main() {
@@ -87,6 +88,7 @@ func benchMain(args []string) int {
 	fs.Float64Var(&c.memPerNode, "mem-per-node-mb", 0.8, "memory an N needs per node (control plane, kwok, Coral)")
 	fs.Float64Var(&c.boundQPS, "bound-qps", 100, "the bound client's QPS (burst is twice that)")
 	fs.BoolVar(&c.boundOwnerLease, "bound-owner-lease", false, "make the bound's Jobs (or pods) dependents of one Lease, as Coral's are: what that ownership costs the control plane")
+	fs.IntVar(&c.nodeImages, "node-images", 50, "images each simulated node lists in its status, as a kubelet does (up to 50): what a node list costs to decode and keep")
 	_ = fs.Parse(args)
 	for _, f := range strings.FieldsFunc(ns, func(r rune) bool { return r == ' ' || r == ',' }) {
 		n, err := strconv.Atoi(f)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"time"
 
@@ -25,7 +26,11 @@ func nodeName(i int) string { return fmt.Sprintf("sim-%05d", i) }
 // kube-controller-manager's node lifecycle controller lifts at a few nodes
 // a second (1000 nodes took 220–290 s to become usable); ensureNodes lifts
 // it itself from nodes that are Ready.
-func simNode(name, label string) *corev1.Node {
+//
+// Like a kubelet it lists images in its status (kubelet reports up to 50,
+// nodeStatusMaxImages): a real node's image list is most of its size, what
+// Coral's node list decodes (~11 KB a node in memory).
+func simNode(name, label string, images int) *corev1.Node {
 	now := metav1.Now()
 	cond := func(t corev1.NodeConditionType, st corev1.ConditionStatus, reason string) corev1.NodeCondition {
 		return corev1.NodeCondition{Type: t, Status: st, Reason: reason, Message: "simulated by kwok", LastHeartbeatTime: now, LastTransitionTime: now}
@@ -51,9 +56,24 @@ func simNode(name, label string) *corev1.Node {
 				Architecture: "amd64", OperatingSystem: "linux", ContainerRuntimeVersion: "containerd://2.4.2",
 				KubeletVersion: "v1.37.2-kwok", KernelVersion: "simulated", OSImage: "simulated",
 			},
-			Phase: corev1.NodeRunning,
+			Phase:  corev1.NodeRunning,
+			Images: simImages(name, images),
 		},
 	}
+}
+
+// simImages is what a busy node lists: n images, each by digest and tag, of
+// different sizes; digests differ from node to node as tags move.
+func simImages(node string, n int) []corev1.ContainerImage {
+	out := make([]corev1.ContainerImage, n)
+	for i := range out {
+		repo := fmt.Sprintf("registry.example.com/team-%d/service-%03d", i%7, i)
+		out[i] = corev1.ContainerImage{
+			Names:     []string{fmt.Sprintf("%s@sha256:%x", repo, sha256.Sum256([]byte(node+repo))), fmt.Sprintf("%s:v1.%d.%d", repo, i, len(node)%10)},
+			SizeBytes: int64(20_000_000 + i*3_000_000),
+		}
+	}
+	return out
 }
 
 // ensureNodes creates the simulated nodes sim-00001 … sim-N that do not
@@ -63,7 +83,7 @@ func simNode(name, label string) *corev1.Node {
 // nodes (pkg/plan skips nodes it recognises as virtual). kwok reports
 // containerd 2.4.2 as their runtime, so Coral finds their socket the way it
 // does on a real node without the kubeadm annotation.
-func ensureNodes(ctx context.Context, client kubernetes.Interface, label string, n int, logf func(string, ...any)) error {
+func ensureNodes(ctx context.Context, client kubernetes.Interface, label string, n, images int, logf func(string, ...any)) error {
 	t0 := time.Now()
 	list, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: label + "=true"})
 	if err != nil {
@@ -83,7 +103,7 @@ func ensureNodes(ctx context.Context, client kubernetes.Interface, label string,
 		}
 	}
 	err = forEach(missing, func(name string) error {
-		node := simNode(name, label)
+		node := simNode(name, label, images)
 		node.Annotations = map[string]string{ttlAnnotation: ttlFor(n)}
 		if _, err := client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 			return fmt.Errorf("creating node %s: %w", name, err)
