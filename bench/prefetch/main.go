@@ -57,6 +57,8 @@ type config struct {
 	verbose   bool
 	// pluginArgs are more flags for the plugin (space-separated).
 	pluginArgs string
+	// nodes, when set, limits both ways to these nodes (comma-separated).
+	nodes string
 }
 
 func main() {
@@ -72,6 +74,7 @@ func main() {
 	flag.Uint64Var(&c.seed, "seed", 1, "content seed (same seed, same digests: the registry re-uses its blobs); 0 = random")
 	flag.DurationVar(&c.timeout, "timeout", 5*time.Minute, "limit for one measurement")
 	flag.StringVar(&c.pluginArgs, "plugin-args", "", "more flags for the plugin, space-separated (e.g. --mode=pods)")
+	flag.StringVar(&c.nodes, "nodes", "", "only these nodes, comma-separated (both ways; the plugin gets --nodes): one node shows a node's own overhead, without the local cluster's nodes sharing one disk and two cores")
 	flag.BoolVar(&c.verbose, "v", false, "print the plugin's stderr (with offsets) for every run")
 	flag.Parse()
 	if c.rounds < 3 {
@@ -127,7 +130,18 @@ func run(ctx context.Context, c config) error {
 		return fmt.Errorf("plugin %s: %v (run make build)", c.plugin, err)
 	}
 	b := &bench{c: c, env: env, byName: map[string]*node{}}
-	for _, name := range strings.Fields(env["CORAL_NODES"]) {
+	names := strings.Fields(env["CORAL_NODES"])
+	if c.nodes != "" {
+		want := strings.Split(c.nodes, ",")
+		for _, n := range want {
+			if !slices.Contains(names, n) {
+				return fmt.Errorf("--nodes: %s is not a node of the local cluster (%s)", n, strings.Join(names, ", "))
+			}
+		}
+		names = want
+		b.c.pluginArgs += " --nodes=" + c.nodes
+	}
+	for _, name := range names {
 		key := "CORAL_CRI_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
 		n, err := dialNode(name, env[key])
 		if err != nil {
