@@ -118,7 +118,7 @@ func runArtifactsPersist(t *testing.T, controller func(cl *PersistClient), args 
 	for res, kind := range persistKinds {
 		lists[coralv1.GroupVersion.WithResource(res)] = kind + "List"
 	}
-	cl := NewPersistClientFor(dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), lists))
+	cl := newPersistClientFor(dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), lists))
 	if controller != nil {
 		go controller(cl)
 	}
