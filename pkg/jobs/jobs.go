@@ -68,8 +68,8 @@ type Spec struct {
 	// network, and skipping its setup (CNI ADD, and DEL at the end) starts the
 	// worker ~0.1–0.3 s sooner and spares the node that work (docs/scale.md,
 	// "Single-run overhead"). Artifact workers download, so they always use
-	// the pod network (and its DNS and network policies): ForArtifact ignores
-	// this.
+	// the pod network (and its DNS and network policies): ForArtifactTask
+	// ignores this.
 	HostNetwork bool
 }
 
