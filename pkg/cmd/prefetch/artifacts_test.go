@@ -22,7 +22,7 @@ func runArtifacts(t *testing.T, args ...string) cmdResult {
 	t.Helper()
 	return runCmd(t, "", func(streams genericiooptions.IOStreams, client *fake.Clientset) *cobra.Command {
 		o := NewArtifactsOptions(genericclioptions.NewConfigFlags(false), streams)
-		o.client = client
+		o.client = withNodeList(client)
 		return newCmdArtifacts(o)
 	}, args...)
 }
@@ -124,7 +124,7 @@ func runArtifactsPersist(t *testing.T, controller func(cl *PersistClient), args 
 	}
 	r := runCmd(t, "", func(streams genericiooptions.IOStreams, client *fake.Clientset) *cobra.Command {
 		o := NewArtifactsOptions(genericclioptions.NewConfigFlags(false), streams)
-		o.client = client
+		o.client = withNodeList(client)
 		o.persistClient = cl
 		return newCmdArtifacts(o)
 	}, args...)

@@ -24,7 +24,6 @@ import (
 	"github.com/spf13/pflag"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -203,67 +202,6 @@ func (o *RunOptions) plan(ctx context.Context, items []plan.Item, runtimeEndpoin
 		return nil, cmdutil.BadInput(err)
 	}
 	return p, nil
-}
-
-// nodePageSize bounds one page of the node list. A node of a real cluster
-// is ~11 KB on the wire, most of it the up-to-50 images its status lists,
-// and a page is read whole and decoded whole before it is slimmed: listing
-// 1000 such nodes grew the heap by 18.6–24.7 MB at 500 a page, 11.8 MB at
-// 250, 9.4–10.2 MB at 100 (BenchmarkListNodesPeakHeap, GOGC=50). 250 keeps
-// a run's memory peak down for 4 requests per 1000 nodes.
-const nodePageSize = 250
-
-// listNodes lists every node, a page at a time, keeping of each only what
-// planning (and, with nodeImages, the disk check) reads; o.nodes holds
-// the result by name.
-func (o *RunOptions) listNodes(ctx context.Context) ([]corev1.Node, error) {
-	return o.listNodesPaged(ctx, nodePageSize)
-}
-
-// listNodesPaged fetches one page after the other, each slimmed and let go
-// before the next is asked for (client-go's pager fetches ahead, which
-// holds two pages at once). A continue token that expired mid-list (the
-// API server keeps them ~5 minutes) starts the list again, once.
-func (o *RunOptions) listNodesPaged(ctx context.Context, pageSize int64) ([]corev1.Node, error) {
-	var out []corev1.Node
-	opts := metav1.ListOptions{Limit: pageSize}
-	restarted := false
-	for {
-		page, err := o.client.CoreV1().Nodes().List(ctx, opts)
-		if apierrors.IsResourceExpired(err) && !restarted {
-			out, opts.Continue, restarted = nil, "", true
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		for i := range page.Items {
-			out = append(out, slimNode(&page.Items[i], o.nodeImages))
-		}
-		if opts.Continue = page.Continue; opts.Continue == "" {
-			break
-		}
-	}
-	o.nodes = make(map[string]*corev1.Node, len(out))
-	for i := range out {
-		o.nodes[out[i].Name] = &out[i]
-	}
-	return out, nil
-}
-
-// slimNode copies what Coral reads from a Node: name, labels, annotations,
-// unschedulable, taints, conditions and node info (and, with a filter, the
-// images it keeps). Managed fields, addresses and capacity stay behind.
-func slimNode(n *corev1.Node, images diskcheck.HeldFilter) corev1.Node {
-	s := corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: n.Name, UID: n.UID, Labels: n.Labels, Annotations: n.Annotations},
-		Spec:       corev1.NodeSpec{Unschedulable: n.Spec.Unschedulable, Taints: n.Spec.Taints},
-		Status:     corev1.NodeStatus{Conditions: n.Status.Conditions, NodeInfo: n.Status.NodeInfo},
-	}
-	if images != nil {
-		s.Status.Images = images.Keep(n.Status.Images)
-	}
-	return s
 }
 
 // jobSpec is the part of every Job that comes from the shared flags.

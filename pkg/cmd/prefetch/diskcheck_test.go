@@ -75,7 +75,7 @@ func TestImagesDiskCheck(t *testing.T) {
 			var read []string
 			res := runCmd(t, "", func(streams genericiooptions.IOStreams, client *fake.Clientset) *cobra.Command {
 				o := NewImagesOptions(genericclioptions.NewConfigFlags(false), streams)
-				o.client = client
+				o.client = withNodeList(client)
 				o.resolve = func(ctx context.Context, r string, kc authn.Keychain) (string, error) {
 					return source.ResolveDigest(ctx, r, authn.DefaultKeychain)
 				}

@@ -22,7 +22,7 @@ func runFromCluster(t *testing.T, src kubernetes.Interface, args ...string) cmdR
 	t.Helper()
 	return runCmd(t, "", func(streams genericiooptions.IOStreams, client *fake.Clientset) *cobra.Command {
 		o := NewImagesOptions(genericclioptions.NewConfigFlags(false), streams)
-		o.client = client
+		o.client = withNodeList(client)
 		o.sourceClient = func() (kubernetes.Interface, error) { return src, nil }
 		o.resolve = func(context.Context, string, authn.Keychain) (string, error) { return "", errors.New("offline") }
 		return newCmdImages(o)

@@ -92,7 +92,7 @@ func TestImagesManifestUnknownIsBadInput(t *testing.T) {
 	}
 	res := runCmd(t, "", func(streams genericiooptions.IOStreams, client *fake.Clientset) *cobra.Command {
 		o := NewImagesOptions(genericclioptions.NewConfigFlags(false), streams)
-		o.client = client
+		o.client = withNodeList(client)
 		o.resolve = func(ctx context.Context, r string, kc authn.Keychain) (string, error) {
 			return source.ResolveDigest(ctx, r, authn.DefaultKeychain)
 		}

@@ -43,7 +43,7 @@ func runImages(t *testing.T, stdin string, args ...string) cmdResult {
 	t.Helper()
 	return runCmd(t, stdin, func(streams genericiooptions.IOStreams, client *fake.Clientset) *cobra.Command {
 		o := NewImagesOptions(genericclioptions.NewConfigFlags(false), streams)
-		o.client = client
+		o.client = withNodeList(client)
 		o.resolve = func(context.Context, string, authn.Keychain) (string, error) { return "", errors.New("offline") }
 		return newCmdImages(o)
 	}, args...)

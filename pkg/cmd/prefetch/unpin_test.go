@@ -36,7 +36,7 @@ func runUnpin(t *testing.T, recs []coralv1.PrefetchNode, recErr error, digests m
 	t.Helper()
 	return runCmd(t, "", func(streams genericiooptions.IOStreams, client *fake.Clientset) *cobra.Command {
 		o := NewUnpinOptions(genericclioptions.NewConfigFlags(false), streams)
-		o.client = client
+		o.client = withNodeList(client)
 		o.pinRecords = func(context.Context) ([]coralv1.PrefetchNode, error) { return recs, recErr }
 		o.resolve = func(_ context.Context, ref string, _ authn.Keychain) (string, error) {
 			if d, ok := digests[ref]; ok {
