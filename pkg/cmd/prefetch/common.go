@@ -226,6 +226,10 @@ type outcome struct {
 // rows with toResults.
 func (o *RunOptions) execute(ctx context.Context, kind string, p *plan.Plan, njs []run.NodeJob, toResults func([]run.NodeResult) []report.Result) (*outcome, error) {
 	start := time.Now()
+	// Planning and the disk check were the nodes' last readers: a large
+	// cluster's node list (~4 KB a node even slimmed) is let go before the
+	// run, instead of staying for its whole length.
+	o.nodes = nil
 	if ctx.Err() != nil { // interrupted while planning: nothing was created
 		return nil, &cmdutil.ExitError{Code: cmdutil.ExitInterrupted, Err: errors.New("interrupted before any Job was created")}
 	}
