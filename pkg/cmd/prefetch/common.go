@@ -68,7 +68,7 @@ type RunOptions struct {
 	admitted  bool // the run's preflight passed
 	// nodeImages, when set, keeps in nodes the entries of each node's image
 	// list that name the run's repositories (the disk check reads them);
-	// nodes holds what plan listed, slimmed, by name.
+	// nodes holds what plan listed, slimmed, by name, until execute.
 	nodeImages diskcheck.HeldFilter
 	nodes      map[string]*corev1.Node
 }
@@ -227,8 +227,8 @@ type outcome struct {
 func (o *RunOptions) execute(ctx context.Context, kind string, p *plan.Plan, njs []run.NodeJob, toResults func([]run.NodeResult) []report.Result) (*outcome, error) {
 	start := time.Now()
 	// Planning and the disk check were the nodes' last readers: a large
-	// cluster's node list (~4 KB a node even slimmed) is let go before the
-	// run, instead of staying for its whole length.
+	// cluster's node list (2.4 KB a node even slimmed, 12 MB at 5000 nodes)
+	// is let go before the run instead of staying for its whole length.
 	o.nodes = nil
 	if ctx.Err() != nil { // interrupted while planning: nothing was created
 		return nil, &cmdutil.ExitError{Code: cmdutil.ExitInterrupted, Err: errors.New("interrupted before any Job was created")}

@@ -29,9 +29,9 @@ func (o *RunOptions) listNodes(ctx context.Context) ([]corev1.Node, error) {
 
 // listNodesPaged streams one page after the other and keeps each node
 // slimmed as it is read. client-go's List reads a page whole and decodes it
-// whole before anything can be let go: at 250 nodes of a real cluster
-// (~11 KB each on the wire) that is 2.8 MB of body and ~12 MB of decoded
-// nodes at once, the largest the plugin's heap ever is in a run of 1000.
+// whole before anything can be let go: 250 nodes of a real cluster are
+// 2.8 MB on the wire, and listing 1000 that way grew the heap by 11.6 MB
+// (4.6 MB streamed), the largest the plugin's heap ever was in a run of 1000.
 // A continue token that expired mid-list (the API server keeps them ~5
 // minutes) starts the list again, once.
 func (o *RunOptions) listNodesPaged(ctx context.Context, pageSize int64) ([]corev1.Node, error) {
