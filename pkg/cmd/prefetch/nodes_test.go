@@ -17,6 +17,7 @@ import (
 
 	"github.com/coral-dev/coral/pkg/diskcheck"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -296,6 +297,37 @@ func TestDecodeNodeList(t *testing.T) {
 			}
 			if got := fmt.Sprintf("%q", names); got != tc.names || cont != tc.cont {
 				t.Errorf("nodes %q continue %q, want %q %q", got, cont, tc.names, tc.cont)
+			}
+		})
+	}
+}
+
+// The streamed node list keeps client-go's API errors: a refusal is still
+// Forbidden or Unauthorized, so the user is told what to fix (explainAPI).
+func TestListNodesAPIErrors(t *testing.T) {
+	for _, tc := range []struct {
+		code   int
+		reason string
+		is     func(error) bool
+		says   string
+	}{
+		{http.StatusForbidden, "Forbidden", apierrors.IsForbidden, "RBAC section of the README"},
+		{http.StatusUnauthorized, "Unauthorized", apierrors.IsUnauthorized, "did not accept your credentials"},
+	} {
+		t.Run(tc.reason, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(tc.code)
+				fmt.Fprintf(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","message":"nodes is forbidden: User \"dev\" cannot list resource \"nodes\"","reason":%q,"code":%d}`, tc.reason, tc.code)
+			}))
+			defer srv.Close()
+			o := &RunOptions{client: kubernetes.NewForConfigOrDie(&rest.Config{Host: srv.URL, QPS: -1})}
+			_, err := o.listNodes(context.Background())
+			if !tc.is(err) {
+				t.Fatalf("err = %v (%T), want a %s API error", err, err, tc.reason)
+			}
+			if msg := explainAPI(err, "listing nodes").Error(); !strings.Contains(msg, tc.says) {
+				t.Errorf("explained as %q, want it to say %q", msg, tc.says)
 			}
 		})
 	}
