@@ -18,7 +18,6 @@ import (
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/client-go/rest"
 )
 
 // defaultDiskCheckNodes bounds the disk check's reads: two per node through
@@ -125,10 +124,6 @@ func (o *ImagesOptions) checkDisk(ctx context.Context, d *diskCheckOptions, p *p
 	read := d.read
 	if read == nil {
 		rc := o.client.CoreV1().RESTClient()
-		if c, ok := rc.(*rest.RESTClient); rc == nil || (ok && c == nil) {
-			warn("skipped: no REST client for the node proxy")
-			return nil
-		}
 		read = func(ctx context.Context, nodes []string) []diskcheck.NodeDisk {
 			return diskcheck.ReadNodes(ctx, rc, nodes, diskcheck.ReadOptions{Concurrency: 16, Timeout: 10 * time.Second})
 		}
