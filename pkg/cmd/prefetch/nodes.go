@@ -77,76 +77,84 @@ func (o *RunOptions) nodePage(ctx context.Context, opts metav1.ListOptions, keep
 // hands each item to keep as soon as it is decoded: the memory it needs is
 // one node, whatever the page's size. Decoding follows client-go's rules
 // (keys match case-sensitively, as sigs.k8s.io/json does).
-func decodeNodeList(r io.Reader, keep func(*corev1.Node)) (cont string, err error) {
-	dec := kjson.NewDecoderCaseSensitivePreserveInts(r)
-	delim := func(want rune) error {
+func decodeNodeList(r io.Reader, keep func(*corev1.Node)) (string, error) {
+	cont, err := readNodeList(kjson.NewDecoderCaseSensitivePreserveInts(r), keep)
+	if err != nil {
+		return "", fmt.Errorf("reading the node list: %w", err)
+	}
+	return cont, nil
+}
+
+func readNodeList(dec kjson.Decoder, keep func(*corev1.Node)) (cont string, err error) {
+	// delim reads the next token, which must be the delimiter want; a JSON
+	// null stands for an empty list where nullOK.
+	delim := func(want rune, nullOK bool) (null bool, err error) {
 		t, err := dec.Token()
 		if err != nil {
-			return fmt.Errorf("reading the node list: %w", err)
+			return false, err
 		}
-		if d, ok := t.(interface{ String() string }); !ok || d.String() != string(want) {
-			return fmt.Errorf("reading the node list: got %v where %q belongs", t, want)
+		if t == nil && nullOK {
+			return true, nil
 		}
-		return nil
+		if d, ok := t.(fmt.Stringer); !ok || d.String() != string(want) {
+			return false, fmt.Errorf("got %v where %q belongs", t, want)
+		}
+		return false, nil
 	}
-	if err := delim('{'); err != nil {
+	if _, err := delim('{', false); err != nil {
 		return "", err
 	}
 	items := false
 	for dec.More() {
 		t, err := dec.Token()
 		if err != nil {
-			return "", fmt.Errorf("reading the node list: %w", err)
+			return "", err
 		}
 		switch key, _ := t.(string); key {
 		case "kind":
 			var kind string
 			if err := dec.Decode(&kind); err != nil {
-				return "", fmt.Errorf("reading the node list: %w", err)
+				return "", err
 			}
 			if kind != "NodeList" {
-				return "", fmt.Errorf("reading the node list: the API server sent a %s", kind)
+				return "", fmt.Errorf("the API server sent a %s", kind)
 			}
 		case "metadata":
 			var meta metav1.ListMeta
 			if err := dec.Decode(&meta); err != nil {
-				return "", fmt.Errorf("reading the node list: %w", err)
+				return "", err
 			}
 			cont = meta.Continue
 		case "items":
 			items = true
-			t, err := dec.Token()
-			if err != nil {
-				return "", fmt.Errorf("reading the node list: %w", err)
-			}
-			if t == nil { // "items": null, a list of none
-				continue
-			}
-			if d, ok := t.(interface{ String() string }); !ok || d.String() != "[" {
-				return "", fmt.Errorf("reading the node list: got %v where the items belong", t)
+			if null, err := delim('[', true); err != nil || null {
+				if err != nil {
+					return "", err
+				}
+				continue // "items": null, a list of none
 			}
 			for dec.More() {
 				var n corev1.Node
 				if err := dec.Decode(&n); err != nil {
-					return "", fmt.Errorf("reading the node list: %w", err)
+					return "", err
 				}
 				keep(&n)
 			}
-			if err := delim(']'); err != nil {
+			if _, err := delim(']', false); err != nil {
 				return "", err
 			}
 		default: // apiVersion, and whatever a newer API server adds
 			var skip any
 			if err := dec.Decode(&skip); err != nil {
-				return "", fmt.Errorf("reading the node list: %w", err)
+				return "", err
 			}
 		}
 	}
-	if err := delim('}'); err != nil {
+	if _, err := delim('}', false); err != nil {
 		return "", err
 	}
 	if !items {
-		return "", fmt.Errorf("reading the node list: the API server's answer holds no items")
+		return "", fmt.Errorf("the API server's answer holds no items")
 	}
 	return cont, nil
 }
