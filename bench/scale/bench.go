@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -49,8 +48,9 @@ type runResult struct {
 	Who   string // bound or coral
 	Wall  float64
 	First float64
-	// Gap is the longest time Coral's progress output (--progress plain)
-	// stayed silent between its first line and its exit.
+	// Gap is the longest time Coral's progress output (--progress plain:
+	// lines; bar: redraws) stayed silent between its first output and its
+	// exit.
 	Gap     float64
 	Last    float64
 	Req     requests
@@ -186,9 +186,9 @@ func (b *bench) header() {
 	host, _ := os.Hostname()
 	load, _ := os.ReadFile("/proc/loadavg")
 	commit, _ := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
-	logf("%s, %d CPUs, MemAvailable %.0f MB, load %s; coral %s (%s); kwok simulated nodes; work %s, fail %.1f%%, silent %.1f%%, %d images, --timeout %s",
+	logf("%s, %d CPUs, MemAvailable %.0f MB, load %s; coral %s (%s); kwok simulated nodes; work %s, fail %.1f%%, silent %.1f%%, %d images, --timeout %s, --progress %s",
 		host, runtime.NumCPU(), memAvailableMB(), strings.Join(strings.Fields(string(load))[:3], " "),
-		strings.TrimSpace(string(commit)), b.c.plugin, b.c.work, b.c.failPct, b.c.silentPct, len(b.images), b.c.nodeTimeout)
+		strings.TrimSpace(string(commit)), b.c.plugin, b.c.work, b.c.failPct, b.c.silentPct, len(b.images), b.c.nodeTimeout, b.c.progress)
 }
 
 // waitNodesQuiet waits until kube-controller-manager has stopped writing to
@@ -442,7 +442,7 @@ var resultLine = regexp.MustCompile(`^\[\d+/\d+\] \S+: (done \(|\d+ failed: )`)
 func (b *bench) runCoral(ctx context.Context, r *runResult, f *fates) error {
 	args := append([]string{"prefetch", "images"}, b.images...)
 	args = append(args, b.coralCommon()...)
-	args = append(args, "--progress", "plain", "-o", "json")
+	args = append(args, "--progress", b.c.progress, "-o", "json")
 	if b.podsMode {
 		args = append(args, "--mode="+r.Mode)
 	}
@@ -477,47 +477,19 @@ func (b *bench) runCoral(ctx context.Context, r *runResult, f *fates) error {
 		return err
 	}
 	peak := sampleHWM(cmd.Process.Pid)
-	var mu sync.Mutex
-	var first, last, prev, gap float64
-	var tail []string
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			t := time.Since(start).Seconds()
-			line := sc.Text()
-			if gctrace != nil && strings.HasPrefix(line, "gc ") {
-				fmt.Fprintf(gctrace, "%.1f %s\n", t, line)
-				continue
-			}
-			mu.Lock()
-			if prev > 0 && t-prev > gap {
-				gap = t - prev
-			}
-			prev = t
-			if resultLine.MatchString(line) {
-				if first == 0 {
-					first = t
-				}
-				last = t
-			} else if !strings.Contains(line, ": job created") && !strings.Contains(line, ": pod created") {
-				tail = append(tail, line)
-				if len(tail) > 8 {
-					tail = tail[1:]
-				}
-			}
-			mu.Unlock()
-		}
-	}()
-	<-done
+	w := &progressWatch{bar: b.c.progress == "bar"}
+	if gctrace != nil {
+		w.gc = func(t float64, line string) { fmt.Fprintf(gctrace, "%.1f %s\n", t, line) }
+	}
+	w.read(stderr, since(start))
 	waitErr := cmd.Wait()
 	r.Wall = time.Since(start).Seconds()
-	r.First, r.Last = first, last
-	if prev > 0 && r.Wall-prev > gap {
-		gap = r.Wall - prev
+	r.First, r.Last = w.first, w.last
+	if w.prev > 0 && r.Wall-w.prev > w.gap {
+		w.gap = r.Wall - w.prev
 	}
-	r.Gap = gap
+	r.Gap = w.gap
+	tail := w.tail
 	r.Exit = cmd.ProcessState.ExitCode()
 	rusage(cmd, r)
 	r.RSSMB = peak()

@@ -59,6 +59,7 @@ type config struct {
 	// boundOwnerLease gives the bound's workers one Lease as owner, as Coral's.
 	boundOwnerLease bool
 	nodeImages      int
+	progress        string // Coral's --progress: plain or bar
 }
 
 func main() {
@@ -89,7 +90,12 @@ func benchMain(args []string) int {
 	fs.Float64Var(&c.boundQPS, "bound-qps", 100, "the bound client's QPS (burst is twice that)")
 	fs.BoolVar(&c.boundOwnerLease, "bound-owner-lease", false, "make the bound's Jobs (or pods) dependents of one Lease, as Coral's are: what that ownership costs the control plane")
 	fs.IntVar(&c.nodeImages, "node-images", 50, "images each simulated node lists in its status, as a kubelet does (up to 50): what a node list costs to decode and keep")
+	fs.StringVar(&c.progress, "progress", "plain", "Coral's --progress: plain (a line per node; gap_s is the longest time without a line) or bar (what a terminal shows: gap_s is the longest time the bar was not redrawn)")
 	_ = fs.Parse(args)
+	if c.progress != "plain" && c.progress != "bar" {
+		fmt.Fprintf(os.Stderr, "scale: --progress must be plain or bar, got %q\n", c.progress)
+		return 2
+	}
 	for _, f := range strings.FieldsFunc(ns, func(r rune) bool { return r == ' ' || r == ',' }) {
 		n, err := strconv.Atoi(f)
 		if err != nil || n < 1 {
