@@ -467,6 +467,35 @@ write_cni_config() {
 EOF
 }
 
+# overlay_volatile_ok says whether this kernel mounts an overlay with the
+# "volatile" option (Linux 5.10 and later) on the cluster's filesystem.
+overlay_volatile_ok() {
+  local d ok=1
+  d=$(mktemp -d "$CLUSTER_DIR/overlay-probe.XXXXXX") || return 1
+  mkdir -p "$d/lower" "$d/upper" "$d/work" "$d/merged"
+  if mount -t overlay overlay -o "lowerdir=$d/lower,upperdir=$d/upper,workdir=$d/work,volatile" "$d/merged" 2>/dev/null; then
+    umount "$d/merged" && ok=0
+  fi
+  rm -rf "$d"
+  return "$ok"
+}
+
+# overlay_config prints the containerd 2.x overlay snapshotter's table.
+#
+# The local cluster's nodes keep their containerd roots on one filesystem,
+# and unmounting a container's overlay syncs its upper layer's whole
+# filesystem: the first container to exit on one node wrote back the layers
+# every other node was still pulling, and stalled those pulls (~0.3 s per
+# run in `make bench-prefetch`, docs/scale.md). A real node's exit syncs
+# only its own disk. "volatile" mounts skip that sync; their cost, a
+# container layer unusable after the machine crashes, is nothing here: the
+# cluster's state is thrown away by down.sh. (Debian's containerd 1.6, on
+# coral-node-3, has no mount_options: its containers' exits still sync.)
+overlay_config() {
+  overlay_volatile_ok || return 0
+  printf '%s\n' "  [plugins.'io.containerd.snapshotter.v1.overlayfs']" "    mount_options = ['volatile']"
+}
+
 # write_containerd2_config NODE: containerd 2.x, config version 3.
 write_containerd2_config() {
   local node=$1 dir sock
@@ -490,6 +519,7 @@ imports = []
   address = ''
 
 [plugins]
+$(overlay_config)
   [plugins.'io.containerd.cri.v1.images']
     snapshotter = 'overlayfs'
     [plugins.'io.containerd.cri.v1.images'.pinned_images]
