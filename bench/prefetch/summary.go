@@ -112,11 +112,16 @@ func (b *bench) printSummary() {
 	na, nb := slices.Min(as), slices.Min(bs)
 	fmt.Printf("%-5s  %-5s  %7.2f s  %7.2f s  %6.2f  %+7.2f s  (best of each way: the least disturbed by other load)\n",
 		"min", "", na, nb, nb/na, nb-na)
-	verdict := "MET"
-	if mb/ma > 1.15 || mb-ma > 2 {
-		verdict = "NOT MET"
+	verdict := func(met bool) string {
+		if met {
+			return "MET"
+		}
+		return "NOT MET"
 	}
-	fmt.Printf("\nratio (b)/(a) = %.2f, fixed overhead (b)-(a) = %+.2f s; aim ≤ 1.15 and ≤ 2 s: %s\n", mb/ma, mb-ma, verdict)
+	// Two aims: the bench's first (ratio and overhead, issue 3) and the
+	// scale issue's single-run overhead (issue 12), both on the medians.
+	fmt.Printf("\nratio (b)/(a) = %.2f, fixed overhead (b)-(a) = %+.2f s; aim ≤ 1.15 and ≤ 2 s: %s; aim overhead ≤ 1.0 s: %s\n",
+		mb/ma, mb-ma, verdict(mb/ma <= 1.15 && mb-ma <= 2), verdict(mb-ma <= 1.0))
 	fmt.Printf("throughput: floor %.0f MB/s, coral %.0f MB/s (%.0f MB onto each of %d nodes)\n",
 		b.totalMB*float64(len(b.nodes))/ma, b.totalMB*float64(len(b.nodes))/mb, b.totalMB, len(b.nodes))
 
