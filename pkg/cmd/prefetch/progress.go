@@ -18,11 +18,12 @@ type runProgress struct {
 	total   int
 	skipped int
 	start   time.Time
-	// tick redraws the bar every tickEvery on a terminal, so its clock
-	// runs while no node finishes, and elsewhere gives the Printer its
-	// chance to print a heartbeat when nothing was printed for
-	// progress.Heartbeat (nodes that take long to report print nothing
-	// meanwhile); closed by Finish.
+	// tick calls Status every Printer.UpdateEvery: on a terminal the bar is
+	// redrawn (at most every progress.RedrawEvery), so its clock runs and
+	// something is drawn well within a second while no node finishes;
+	// elsewhere the Printer gets its chance to print a heartbeat when
+	// nothing was printed for progress.Heartbeat (nodes that take long to
+	// report print nothing meanwhile); closed by Finish.
 	tick     chan struct{}
 	tickDone chan struct{}
 	done     int // nodes finished (Event's goroutine and the tick's)
@@ -47,7 +48,7 @@ func (p *runProgress) Start(runID, namespace string) {
 		p.tick, p.tickDone = make(chan struct{}), make(chan struct{})
 		go func() {
 			defer close(p.tickDone)
-			t := time.NewTicker(tickEvery)
+			t := time.NewTicker(p.out.UpdateEvery())
 			defer t.Stop()
 			for {
 				select {
@@ -60,13 +61,6 @@ func (p *runProgress) Start(runID, namespace string) {
 		}()
 	}
 }
-
-// tickEvery is how often the status is redrawn while nothing happens.
-// Half a second: the bar's clock, in whole seconds, is then never a second
-// behind, and a terminal sees a redraw at least every second even when a
-// tick comes late (a 1 s tick made the longest silence 1.0 s exactly at
-// 5000 nodes, `make bench-scale SCALE_ARGS='--progress bar'`).
-const tickEvery = 500 * time.Millisecond
 
 // prefetching is the status; on a terminal the Printer shows with it how
 // many nodes have finished.
