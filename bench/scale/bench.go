@@ -481,7 +481,7 @@ func (b *bench) runCoral(ctx context.Context, r *runResult, f *fates) error {
 	if gctrace != nil {
 		w.gc = func(t float64, line string) { fmt.Fprintf(gctrace, "%.1f %s\n", t, line) }
 	}
-	w.read(stderr, since(start))
+	w.read(stderr, start)
 	waitErr := cmd.Wait()
 	r.Wall = time.Since(start).Seconds()
 	r.First, r.Last = w.first, w.last

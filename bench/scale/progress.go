@@ -44,13 +44,13 @@ var (
 	failedLine = regexp.MustCompile(`^\S+: \d+ failed: `)
 )
 
-// read consumes r until EOF; now gives the seconds since Coral started.
-func (p *progressWatch) read(r io.Reader, now func() float64) {
+// read consumes r until EOF, timing what arrives from start (Coral's).
+func (p *progressWatch) read(r io.Reader, start time.Time) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := r.Read(buf)
 		if n > 0 {
-			p.feed(now(), buf[:n])
+			p.feed(time.Since(start).Seconds(), buf[:n])
 		}
 		if err != nil {
 			break
@@ -148,9 +148,4 @@ func (p *progressWatch) result(text string, sep byte) bool {
 		return up
 	}
 	return false
-}
-
-// since returns a clock for read: seconds since start.
-func since(start time.Time) func() float64 {
-	return func() float64 { return time.Since(start).Seconds() }
 }

@@ -127,10 +127,11 @@ func readNodeList(dec kjson.Decoder, keep func(*corev1.Node)) (cont string, err 
 			cont = meta.Continue
 		case "items":
 			items = true
-			if null, err := delim('[', true); err != nil || null {
-				if err != nil {
-					return "", err
-				}
+			null, err := delim('[', true)
+			if err != nil {
+				return "", err
+			}
+			if null {
 				continue // "items": null, a list of none
 			}
 			for dec.More() {
