@@ -69,9 +69,18 @@ func ReadNodes(ctx context.Context, c rest.Interface, nodes []string, o ReadOpti
 	return out
 }
 
+// readNode reads a node's stats summary and configz, both at once.
 func readNode(ctx context.Context, c rest.Interface, node string, timeout time.Duration) NodeDisk {
 	nd := NodeDisk{Node: node, HighThresholdPercent: DefaultImageGCHighThresholdPercent}
+	var configz []byte
+	var configzErr error
+	got := make(chan struct{})
+	go func() {
+		defer close(got)
+		configz, configzErr = proxyGet(ctx, c, node, "configz", timeout)
+	}()
 	raw, err := proxyGet(ctx, c, node, "stats/summary", timeout)
+	<-got
 	if err != nil {
 		nd.Err = fmt.Errorf("reading kubelet's stats summary of node %s: %w", node, err)
 		return nd
@@ -80,12 +89,11 @@ func readNode(ctx context.Context, c rest.Interface, node string, timeout time.D
 		nd.Err = fmt.Errorf("node %s: %w", node, err)
 		return nd
 	}
-	raw, err = proxyGet(ctx, c, node, "configz", timeout)
-	if err != nil {
-		nd.ThresholdErr = fmt.Errorf("reading kubelet's configz of node %s: %w", node, err)
+	if configzErr != nil {
+		nd.ThresholdErr = fmt.Errorf("reading kubelet's configz of node %s: %w", node, configzErr)
 		return nd
 	}
-	if nd.HighThresholdPercent, err = ParseConfigz(raw); err != nil {
+	if nd.HighThresholdPercent, err = ParseConfigz(configz); err != nil {
 		nd.ThresholdErr = fmt.Errorf("node %s: %w", node, err)
 	}
 	return nd

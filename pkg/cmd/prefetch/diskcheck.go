@@ -62,8 +62,54 @@ func (d *diskCheckOptions) addFlags(cmd *cobra.Command) {
 // checkDisk runs the disk check for an images run: nil when the run may go
 // on (warnings are printed), an exit-2 error naming the nodes that cannot
 // hold the images.
-func (o *ImagesOptions) checkDisk(ctx context.Context, d *diskCheckOptions, p *plan.Plan, k *registryauth.Keyring) error {
+// diskReads is the disk check's reads of the nodes' kubelets, started as
+// soon as the nodes are planned: the kubelets answer (two requests a node,
+// through the API server) while the registry is asked for the images'
+// digests and sizes, instead of after.
+type diskReads struct {
+	names   []string // the nodes read, sorted
+	sampled bool     // names is a random sample of the plan's nodes
+	done    chan struct{}
+	disks   []diskcheck.NodeDisk // set when done is closed
+}
+
+// startDiskReads starts reading the kubelets of the plan's nodes (or of a
+// random sample of --disk-check-nodes of them); nil when the check is off
+// or there is no node. The reads end with ctx.
+func (o *ImagesOptions) startDiskReads(ctx context.Context, d *diskCheckOptions, p *plan.Plan) *diskReads {
 	if d.Skip || len(p.Tasks) == 0 {
+		return nil
+	}
+	names := make([]string, len(p.Tasks))
+	for i, t := range p.Tasks {
+		names[i] = t.Node
+	}
+	r := &diskReads{done: make(chan struct{})}
+	r.sampled = d.MaxNodes > 0 && len(names) > d.MaxNodes
+	if r.sampled {
+		rand.Shuffle(len(names), func(i, j int) { names[i], names[j] = names[j], names[i] })
+		names = names[:d.MaxNodes]
+	}
+	sort.Strings(names)
+	r.names = names
+	read := d.read
+	if read == nil {
+		rc := o.client.CoreV1().RESTClient()
+		read = func(ctx context.Context, nodes []string) []diskcheck.NodeDisk {
+			return diskcheck.ReadNodes(ctx, rc, nodes, diskcheck.ReadOptions{Concurrency: 16, Timeout: 10 * time.Second})
+		}
+	}
+	go func() {
+		defer close(r.done)
+		r.disks = read(ctx, names)
+	}()
+	return r
+}
+
+// checkDisk compares what each node needs with what its kubelet reported
+// to reads (startDiskReads; nil: the check is off).
+func (o *ImagesOptions) checkDisk(ctx context.Context, reads *diskReads, p *plan.Plan, k *registryauth.Keyring) error {
+	if reads == nil {
 		return nil
 	}
 	warn := func(format string, args ...any) { fmt.Fprintf(o.ErrOut, "warning: disk check: "+format+"\n", args...) }
@@ -85,18 +131,7 @@ func (o *ImagesOptions) checkDisk(ctx context.Context, d *diskCheckOptions, p *p
 		return nil
 	}
 
-	// Nodes: every task's node, or a sample.
-	names := make([]string, len(p.Tasks))
-	for i, t := range p.Tasks {
-		names[i] = t.Node
-	}
-	sampled := d.MaxNodes > 0 && len(names) > d.MaxNodes
-	if sampled {
-		rand.Shuffle(len(names), func(i, j int) { names[i], names[j] = names[j], names[i] })
-		names = names[:d.MaxNodes]
-	}
-	sort.Strings(names)
-	nodes := o.nodesByName(names)
+	nodes := o.nodesByName(reads.names)
 	platforms := map[diskcheck.Platform]bool{}
 	for _, n := range nodes {
 		platforms[diskcheck.NodePlatform(n)] = true
@@ -121,14 +156,8 @@ func (o *ImagesOptions) checkDisk(ctx context.Context, d *diskCheckOptions, p *p
 		return nil
 	}
 
-	read := d.read
-	if read == nil {
-		rc := o.client.CoreV1().RESTClient()
-		read = func(ctx context.Context, nodes []string) []diskcheck.NodeDisk {
-			return diskcheck.ReadNodes(ctx, rc, nodes, diskcheck.ReadOptions{Concurrency: 16, Timeout: 10 * time.Second})
-		}
-	}
-	disks := read(ctx, names)
+	<-reads.done
+	disks := reads.disks
 	if ctx.Err() != nil {
 		return &cmdutil.ExitError{Code: cmdutil.ExitInterrupted, Err: errors.New("interrupted before any Job was created")}
 	}
@@ -203,7 +232,7 @@ func (o *ImagesOptions) checkDisk(ctx context.Context, d *diskCheckOptions, p *p
 		}
 	}
 	scope := fmt.Sprintf("%d node(s)", len(verdicts))
-	if sampled {
+	if reads.sampled {
 		scope = fmt.Sprintf("a random sample of %d of %d nodes (--disk-check-nodes)", len(verdicts), len(p.Tasks))
 	}
 	if len(notFit) > 0 {

@@ -302,6 +302,9 @@ func (o *ImagesOptions) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	readCtx, stopReads := context.WithCancel(ctx)
+	defer stopReads()
+	reads := o.startDiskReads(readCtx, &o.disk, p)
 	if !o.NoResolve && len(p.Tasks) > 0 {
 		digests, err := o.resolveAll(ctx, keyring)
 		if err != nil {
@@ -313,9 +316,6 @@ func (o *ImagesOptions) Run(ctx context.Context) error {
 			}
 		}
 	}
-	if err := o.checkDisk(ctx, &o.disk, p, keyring); err != nil {
-		return err
-	}
 	spec := o.jobSpec()
 	spec.MaxPullsPerNode, spec.ImageTimeout, spec.PullSecrets, spec.Pin = o.MaxPullsPerNode, o.ImageTimeout, secrets, o.Pin != ""
 	var njs []run.NodeJob
@@ -326,6 +326,23 @@ func (o *ImagesOptions) Run(ctx context.Context) error {
 			nj.Expected = append(nj.Expected, it.ExpectedDigest)
 		}
 		njs = append(njs, nj)
+	}
+	// The API server admits the first worker (server-side dry run) while
+	// the disk check waits for the kubelets: both come before anything is
+	// created, and a refusal by either stops the run.
+	admitted := make(chan error, 1)
+	if o.DryRun == "none" {
+		go func() { admitted <- o.preflight(ctx, njs) }()
+	} else {
+		admitted <- nil
+	}
+	err = o.checkDisk(ctx, reads, p, keyring)
+	stopReads() // done, or not needed after all (no image's size known)
+	if perr := <-admitted; err == nil {
+		err = perr
+	}
+	if err != nil {
+		return err
 	}
 	out, err := o.execute(ctx, report.KindPrefetchReport, p, njs, func(nrs []run.NodeResult) []report.Result {
 		return o.results(p, njs, nrs)

@@ -13,20 +13,26 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
-	fakerest "k8s.io/client-go/rest/fake"
+	"k8s.io/client-go/util/flowcontrol"
 )
 
 // withNodeList gives a fake clientset the one REST call a run makes
 // outside the typed clients: the node list, which the plugin streams
 // (nodePage). The nodes come from the fake's own objects, encoded as the
 // API server encodes them; every other REST path answers 404, as a
-// proxy the fake has no node for would.
+// proxy the fake has no node for would. It is a real REST client over an
+// in-memory transport: the disk check's reads run at once, and
+// client-go's rest/fake client keeps the last request in a field.
 func withNodeList(c *fake.Clientset) kubernetes.Interface {
-	rc := &fakerest.RESTClient{
-		NegotiatedSerializer: scheme.Codecs.WithoutConversion(),
-		GroupVersion:         corev1.SchemeGroupVersion,
-		VersionedAPIPath:     "/api/v1",
-		Client: fakerest.CreateHTTPClient(func(req *http.Request) (*http.Response, error) {
+	rc, err := rest.RESTClientFor(&rest.Config{
+		Host:    "http://api.test",
+		APIPath: "/api",
+		ContentConfig: rest.ContentConfig{
+			GroupVersion:         &corev1.SchemeGroupVersion,
+			NegotiatedSerializer: scheme.Codecs.WithoutConversion(),
+		},
+		RateLimiter: flowcontrol.NewFakeAlwaysRateLimiter(),
+		Transport: roundTripper(func(req *http.Request) (*http.Response, error) {
 			if req.Method != http.MethodGet || req.URL.Path != "/api/v1/nodes" {
 				return &http.Response{StatusCode: http.StatusNotFound, Header: http.Header{}, Body: io.NopCloser(bytes.NewReader(nil))}, nil
 			}
@@ -41,6 +47,9 @@ func withNodeList(c *fake.Clientset) kubernetes.Interface {
 			}
 			return &http.Response{StatusCode: http.StatusOK, Header: http.Header{"Content-Type": {"application/json"}}, Body: io.NopCloser(bytes.NewReader(body))}, nil
 		}),
+	})
+	if err != nil {
+		panic(err) // a constant configuration
 	}
 	return &nodeListClientset{Clientset: c, core: nodeListCore{CoreV1Interface: c.CoreV1(), rc: rc}}
 }
@@ -58,3 +67,7 @@ type nodeListCore struct {
 }
 
 func (c nodeListCore) RESTClient() rest.Interface { return c.rc }
+
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
