@@ -335,6 +335,7 @@ func TestRunFeedsABackloggedJobController(t *testing.T) {
 				succeed(pod, []string{"a:1", "b:2"}, report.StatusPulled)
 				return true
 			}}
+			k.trackPodWatch()
 			w, err := c.BatchV1().Jobs(ns).Watch(ctx, metav1.ListOptions{})
 			if err != nil {
 				t.Fatal(err)

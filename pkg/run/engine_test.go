@@ -33,6 +33,11 @@ type kubelet struct {
 	inFlight atomic.Int32
 	maxSeen  atomic.Int32
 	delay    time.Duration
+	// podsWatched is closed once the engine's pod watch is registered with
+	// the fake tracker. The fake replays nothing: a pod created between the
+	// informer's list and its watch would never be seen (a real API server
+	// resumes the watch from the list's resourceVersion), so pods wait for it.
+	podsWatched chan struct{}
 }
 
 func newClient() *fake.Clientset {
@@ -53,6 +58,7 @@ func newClient() *fake.Clientset {
 }
 
 func (k *kubelet) start(t *testing.T, ctx context.Context) {
+	k.trackPodWatch()
 	w, err := k.client.BatchV1().Jobs(ns).Watch(ctx, metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -68,6 +74,24 @@ func (k *kubelet) start(t *testing.T, ctx context.Context) {
 	}()
 }
 
+// trackPodWatch closes podsWatched once a pod watch is registered.
+func (k *kubelet) trackPodWatch() {
+	k.podsWatched = make(chan struct{})
+	var once sync.Once
+	k.client.PrependWatchReactor("pods", func(a k8stesting.Action) (bool, watch.Interface, error) {
+		var opts metav1.ListOptions
+		if wa, ok := a.(k8stesting.WatchActionImpl); ok {
+			opts = wa.ListOptions
+		}
+		w, err := k.client.Tracker().Watch(a.GetResource(), a.GetNamespace(), opts)
+		if err != nil {
+			return false, nil, err
+		}
+		once.Do(func() { close(k.podsWatched) })
+		return true, w, nil
+	})
+}
+
 func (k *kubelet) runPod(ctx context.Context, job *batchv1.Job) {
 	n := k.inFlight.Add(1)
 	defer k.inFlight.Add(-1)
@@ -76,6 +100,11 @@ func (k *kubelet) runPod(ctx context.Context, job *batchv1.Job) {
 		if n <= m || k.maxSeen.CompareAndSwap(m, n) {
 			break
 		}
+	}
+	select {
+	case <-k.podsWatched:
+	case <-ctx.Done():
+		return
 	}
 	node := job.Spec.Template.Spec.NodeName
 	pod := &corev1.Pod{
