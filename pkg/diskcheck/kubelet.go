@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/rest"
 )
 
@@ -42,10 +44,14 @@ const RBACHint = `get on nodes/proxy (e.g. a ClusterRole with rules [{apiGroups:
 
 // ReadNodes reads, for each node, kubelet's stats summary and configz
 // through the API server's node proxy (GET /api/v1/nodes/NAME/proxy/
-// stats/summary and /proxy/configz): two requests per node. c is the
-// core/v1 REST client (clientset.CoreV1().RESTClient()). A forbidden
-// answer is returned as the API server's error (apierrors.IsForbidden).
-// The result is in the order of nodes.
+// stats/summary and /proxy/configz): two requests per node, at once. c is
+// the core/v1 REST client (clientset.CoreV1().RESTClient()). A forbidden
+// answer is returned as the API server's error (apierrors.IsForbidden);
+// once one node's summary is forbidden the nodes not yet asked are not
+// asked (nodes/proxy is granted for every node or, rarely, by name): they
+// get an error that wraps that answer, so a user without the permission
+// costs the API server at most two requests per Concurrency, not two per
+// node. The result is in the order of nodes.
 func ReadNodes(ctx context.Context, c rest.Interface, nodes []string, o ReadOptions) []NodeDisk {
 	if o.Concurrency <= 0 {
 		o.Concurrency = 16
@@ -55,6 +61,7 @@ func ReadNodes(ctx context.Context, c rest.Interface, nodes []string, o ReadOpti
 	}
 	out := make([]NodeDisk, len(nodes))
 	var wg sync.WaitGroup
+	var refused atomic.Pointer[NodeDisk] // the first forbidden answer
 	sem := make(chan struct{}, o.Concurrency)
 	for i, n := range nodes {
 		wg.Add(1)
@@ -62,7 +69,15 @@ func ReadNodes(ctx context.Context, c rest.Interface, nodes []string, o ReadOpti
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
+			if first := refused.Load(); first != nil {
+				out[i] = NodeDisk{Node: n, HighThresholdPercent: DefaultImageGCHighThresholdPercent,
+					Err: fmt.Errorf("node %s not asked after node %s's answer: %w", n, first.Node, errors.Unwrap(first.Err))}
+				return
+			}
 			out[i] = readNode(ctx, c, n, o.Timeout)
+			if out[i].Err != nil && apierrors.IsForbidden(out[i].Err) {
+				refused.CompareAndSwap(nil, &out[i])
+			}
 		}()
 	}
 	wg.Wait()
