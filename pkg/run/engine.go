@@ -270,16 +270,22 @@ func (e *Engine) Run(ctx context.Context, njs []NodeJob) (results []NodeResult, 
 	defer r.stopFollow()
 
 	// Everything the run creates hangs off one Lease: one delete collects
-	// the run, and `kubectl coral gc` finds a run whose plugin died.
-	owner, warn := r.createLease(ctx)
+	// the run, and `kubectl coral gc` finds a run whose plugin died. It is
+	// created while the pod watch starts: the first worker needs both.
+	var owner *metav1.OwnerReference
+	var warn string
+	leased := make(chan struct{})
+	go func() { defer close(leased); owner, warn = r.createLease(ctx) }()
+
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	defer stopWatch()
+	watchErr := r.watch(ctx, watchCtx)
+	<-leased
 	if warn != "" {
 		r.emitLocked(Event{Type: EventWarning, Message: warn})
 	}
 	r.owner = owner
-
-	watchCtx, stopWatch := context.WithCancel(context.Background())
-	defer stopWatch()
-	if err := r.watch(ctx, watchCtx); err != nil {
+	if err := watchErr; err != nil {
 		_ = r.deleteLease()
 		if ctx.Err() != nil {
 			return r.unfinished(), true, nil
@@ -444,9 +450,23 @@ func (r *runner) canCreate() bool {
 	return r.aheadOK && r.live-r.podless < r.e.MaxInFlight && r.live < r.e.MaxInFlight+r.e.JobsAhead
 }
 
-// dispatch creates workers in plan order within the flow-control limits.
+// createsAtOnce bounds the create calls in flight: a small run's workers
+// are asked for in one round trip instead of one after another (the
+// client's QPS limit still paces a large run).
+const createsAtOnce = 8
+
+// dispatch creates workers in plan order within the flow-control limits,
+// up to createsAtOnce calls at once; it returns when its calls have.
 func (r *runner) dispatch(ctx context.Context) {
+	var calls sync.WaitGroup
+	defer calls.Wait()
+	slots := make(chan struct{}, createsAtOnce)
 	for _, st := range r.order {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
 		for {
 			r.mu.Lock()
 			if r.stopping || ctx.Err() != nil {
@@ -470,22 +490,25 @@ func (r *runner) dispatch(ctx context.Context) {
 				return
 			}
 		}
-		err := r.create(ctx, st)
-		r.mu.Lock()
-		st.newJob = nil
-		switch {
-		case err != nil && ctx.Err() != nil:
-			r.live--
-			r.podless--
-			st.created = time.Time{}
-			r.mu.Unlock()
-			return
-		case err != nil:
-			r.finishLocked(st, failAll(st, "creating the worker: "+explainAPIError(err, r.e.Namespace)))
-		default:
-			r.emitLocked(Event{Type: EventCreated, Node: st.node})
-		}
-		r.mu.Unlock()
+		calls.Add(1)
+		go func() {
+			defer calls.Done()
+			defer func() { <-slots }()
+			err := r.create(ctx, st)
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			st.newJob = nil
+			switch {
+			case err != nil && ctx.Err() != nil: // interrupted: the loop stops
+				r.live--
+				r.podless--
+				st.created = time.Time{}
+			case err != nil:
+				r.finishLocked(st, failAll(st, "creating the worker: "+explainAPIError(err, r.e.Namespace)))
+			default:
+				r.emitLocked(Event{Type: EventCreated, Node: st.node})
+			}
+		}()
 	}
 }
 
