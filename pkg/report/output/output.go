@@ -81,21 +81,14 @@ func encodeJSON(w io.Writer, v any) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(v)
 	}
-	head := *rep
-	head.Results = nil
-	doc, err := json.MarshalIndent(&head, "", "  ")
+	// A string's newlines are escaped: only the field itself can be a
+	// newline, its indent and its name.
+	before, after, err := aroundResults(rep, func(v any) ([]byte, error) { return json.MarshalIndent(v, "", "  ") }, "\n  \"results\": ", "null")
 	if err != nil {
 		return err
 	}
-	// A string's newlines are escaped: only the field itself can be a
-	// newline, its indent and its name.
-	const field, null = "\n  \"results\": ", "null"
-	at := bytes.Index(doc, []byte(field+null))
-	if at < 0 {
-		return fmt.Errorf("encoding the report: no results field in %.80q", doc)
-	}
 	bw := bufio.NewWriter(w)
-	bw.Write(doc[:at+len(field)])
+	bw.Write(before)
 	bw.WriteByte('[')
 	for i := range rep.Results {
 		row, err := json.MarshalIndent(&rep.Results[i], "    ", "  ")
@@ -109,9 +102,26 @@ func encodeJSON(w io.Writer, v any) error {
 		bw.Write(row)
 	}
 	bw.WriteString("\n  ]")
-	bw.Write(doc[at+len(field)+len(null):])
+	bw.Write(after)
 	bw.WriteByte('\n')
 	return bw.Flush()
+}
+
+// aroundResults marshals rep without its results and cuts the document
+// around the results field's null value: before ends with field, after
+// starts past null.
+func aroundResults(rep *report.PrefetchReport, marshal func(any) ([]byte, error), field, null string) (before, after []byte, err error) {
+	head := *rep
+	head.Results = nil
+	doc, err := marshal(&head)
+	if err != nil {
+		return nil, nil, err
+	}
+	at := bytes.Index(doc, []byte(field+null))
+	if at < 0 {
+		return nil, nil, fmt.Errorf("encoding the report: no results field in %.80q", doc)
+	}
+	return doc[:at+len(field)], doc[at+len(field)+len(null):], nil
 }
 
 // yamlChunk is how many results encodeYAML converts at once.
@@ -134,21 +144,14 @@ func encodeYAML(w io.Writer, v any, chunk int) error {
 		_, err = w.Write(b)
 		return err
 	}
-	head := *rep
-	head.Results = nil
-	doc, err := yaml.Marshal(&head)
+	// A key at column 0 is a key of the top-level mapping: a string's own
+	// lines are indented, or escaped inside quotes.
+	before, after, err := aroundResults(rep, yaml.Marshal, "\nresults:", " null\n")
 	if err != nil {
 		return err
 	}
-	// A key at column 0 is a key of the top-level mapping: a string's own
-	// lines are indented, or escaped inside quotes.
-	const field, null = "\nresults:", " null\n"
-	at := bytes.Index(doc, []byte(field+null))
-	if at < 0 {
-		return fmt.Errorf("encoding the report: no results field in %.80q", doc)
-	}
 	bw := bufio.NewWriter(w)
-	bw.Write(doc[:at+len(field)])
+	bw.Write(before)
 	bw.WriteByte('\n')
 	for i := 0; i < len(rep.Results); i += chunk {
 		part := struct {
@@ -164,7 +167,7 @@ func encodeYAML(w io.Writer, v any, chunk int) error {
 		}
 		bw.Write(rows)
 	}
-	bw.Write(doc[at+len(field)+len(null):])
+	bw.Write(after)
 	return bw.Flush()
 }
 
