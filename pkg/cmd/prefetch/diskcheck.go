@@ -59,9 +59,6 @@ func (d *diskCheckOptions) addFlags(cmd *cobra.Command) {
   kubectl coral prefetch images registry.example.com/ml/trainer:v7 -l pool=gpu --skip-disk-check`
 }
 
-// checkDisk runs the disk check for an images run: nil when the run may go
-// on (warnings are printed), an exit-2 error naming the nodes that cannot
-// hold the images.
 // diskReads is the disk check's reads of the nodes' kubelets, started as
 // soon as the nodes are planned: the kubelets answer (two requests a node,
 // through the API server) while the registry is asked for the images'
@@ -106,8 +103,10 @@ func (o *ImagesOptions) startDiskReads(ctx context.Context, d *diskCheckOptions,
 	return r
 }
 
-// checkDisk compares what each node needs with what its kubelet reported
-// to reads (startDiskReads; nil: the check is off).
+// checkDisk runs the disk check for an images run on what the kubelets
+// answered to reads (startDiskReads; nil: the check is off): nil when the
+// run may go on (warnings are printed), an exit-2 error naming the nodes
+// that cannot hold the images.
 func (o *ImagesOptions) checkDisk(ctx context.Context, reads *diskReads, p *plan.Plan, k *registryauth.Keyring) error {
 	if reads == nil {
 		return nil
