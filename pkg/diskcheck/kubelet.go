@@ -50,8 +50,8 @@ const RBACHint = `get on nodes/proxy (e.g. a ClusterRole with rules [{apiGroups:
 // once one node's summary is forbidden the nodes not yet asked are not
 // asked (nodes/proxy is granted for every node or, rarely, by name): they
 // get an error that wraps that answer, so a user without the permission
-// costs the API server at most two requests per Concurrency, not two per
-// node. The result is in the order of nodes.
+// costs the API server at most 2 × Concurrency requests, not two per node.
+// The result is in the order of nodes.
 func ReadNodes(ctx context.Context, c rest.Interface, nodes []string, o ReadOptions) []NodeDisk {
 	if o.Concurrency <= 0 {
 		o.Concurrency = 16
