@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/coral-dev/coral/pkg/jobs"
 	"github.com/coral-dev/coral/pkg/report"
@@ -184,11 +185,48 @@ func Preflight(ctx context.Context, client kubernetes.Interface, job *batchv1.Jo
 	}
 	pod := jobs.WorkerPod(job)
 	pod.Name, pod.GenerateName = "", job.Name+"-preflight-"
-	if _, err := client.CoreV1().Pods(job.Namespace).Create(ctx, pod, dry); err != nil {
-		if mode != ModePods && apierrors.IsForbidden(err) && strings.Contains(err.Error(), "cannot create resource") {
-			return nil
-		}
+	err := createDryPod(ctx, client, pod)
+	switch {
+	case err == nil:
+		return nil
+	case mode != ModePods && apierrors.IsForbidden(err) && strings.Contains(err.Error(), "cannot create resource"):
+		return nil
+	case noServiceAccountYet(err):
+		// Not RBAC, whatever Forbidden says: explainAPIError's hint would mislead.
+		return fmt.Errorf("the worker pod would be rejected: %v (kube-controller-manager gives a new namespace its \"default\" service account within seconds; none came in %s: is its serviceaccount controller running?)",
+			err, ServiceAccountWait)
+	default:
 		return fmt.Errorf("the worker pod would be rejected: %s", explainAPIError(err, job.Namespace))
 	}
-	return nil
+}
+
+// ServiceAccountWait is how long Preflight waits for a namespace's
+// "default" service account: a namespace created a moment before the run
+// (a deploy script's `kubectl create namespace`) has none until
+// kube-controller-manager makes it, and until then ServiceAccount
+// admission refuses every pod, the worker's too (it mounts no token).
+var ServiceAccountWait = 10 * time.Second
+
+// createDryPod dry-runs the pod's create, again while the namespace has no
+// service account yet (at most ServiceAccountWait).
+func createDryPod(ctx context.Context, client kubernetes.Interface, pod *corev1.Pod) error {
+	dry := metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}
+	deadline := time.Now().Add(ServiceAccountWait)
+	for pause := 50 * time.Millisecond; ; pause = min(2*pause, time.Second) {
+		_, err := client.CoreV1().Pods(pod.Namespace).Create(ctx, pod, dry)
+		if !noServiceAccountYet(err) || time.Now().Add(pause).After(deadline) {
+			return err
+		}
+		select {
+		case <-time.After(pause):
+		case <-ctx.Done():
+			return err
+		}
+	}
+}
+
+// noServiceAccountYet says whether err is ServiceAccount admission refusing
+// a pod because the namespace's service account does not exist (yet).
+func noServiceAccountYet(err error) bool {
+	return err != nil && apierrors.IsForbidden(err) && strings.Contains(err.Error(), "error looking up service account") && strings.Contains(err.Error(), "not found")
 }
