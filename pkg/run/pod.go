@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -207,22 +208,18 @@ func Preflight(ctx context.Context, client kubernetes.Interface, job *batchv1.Jo
 // admission refuses every pod, the worker's too (it mounts no token).
 var ServiceAccountWait = 10 * time.Second
 
-// createDryPod dry-runs the pod's create, again while the namespace has no
-// service account yet (at most ServiceAccountWait).
+// createDryPod dry-runs the pod's create, again every 200 ms while the
+// namespace has no service account yet (at most ServiceAccountWait).
 func createDryPod(ctx context.Context, client kubernetes.Interface, pod *corev1.Pod) error {
 	dry := metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}
-	deadline := time.Now().Add(ServiceAccountWait)
-	for pause := 50 * time.Millisecond; ; pause = min(2*pause, time.Second) {
-		_, err := client.CoreV1().Pods(pod.Namespace).Create(ctx, pod, dry)
-		if !noServiceAccountYet(err) || time.Now().Add(pause).After(deadline) {
-			return err
-		}
-		select {
-		case <-time.After(pause):
-		case <-ctx.Done():
-			return err
-		}
-	}
+	var err error
+	_ = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, ServiceAccountWait, true, func(context.Context) (bool, error) {
+		// The caller's ctx, not the poll's: a create must not be cut short
+		// by the wait's own deadline, whose error would hide the answer.
+		_, err = client.CoreV1().Pods(pod.Namespace).Create(ctx, pod, dry)
+		return !noServiceAccountYet(err), nil
+	})
+	return err
 }
 
 // noServiceAccountYet says whether err is ServiceAccount admission refusing
