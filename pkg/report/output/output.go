@@ -1,8 +1,9 @@
 // Package output prints Coral's reports and the objects a dry run would
 // create, as -o asks: Coral's own tables, json (in the report's field
 // order) and yaml (keys sorted, as kubectl's), and kubectl's printers
-// (cli-runtime PrintFlags) for name, jsonpath and go-template. It is kept apart from pkg/report, whose wire format the
-// worker imports: the worker image must not carry cli-runtime.
+// (cli-runtime PrintFlags) for name, jsonpath and go-template. It is kept
+// apart from pkg/report, whose wire format the worker imports: the worker
+// image must not carry cli-runtime.
 package output
 
 import (
