@@ -49,6 +49,7 @@ trap 'exit 130' INT TERM
 
 log "building the plugin and the harness"
 $GO build -o _output/bin/coral-scale ./bench/scale
+$GO build -o _output/bin/coral-controller ./cmd/coral-controller
 make --no-print-directory build >&2
 
 log "starting the scale control plane (limit for the whole benchmark: ${SCALE_TIME_LIMIT}s)"

@@ -23,6 +23,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 type bench struct {
@@ -38,6 +39,7 @@ type bench struct {
 	diskCheck bool
 	work      string // scratch directory
 	results   []*runResult
+	ctl       client.WithWatch // the admin's client for prefetch objects (mode controller)
 }
 
 // runResult is one measured run: the bound or Coral, for one N, mode and round.
@@ -355,9 +357,11 @@ func (b *bench) measure(ctx context.Context, r *runResult, f *fates, jobsFile, s
 	}
 	cpu0 := b.daemonCPU()
 	var err error
-	switch r.Who {
-	case "bound":
+	switch {
+	case r.Who == "bound":
 		err = b.runBound(ctx, r, jobsFile, silentFile)
+	case r.Mode == "controller":
+		err = b.runController(ctx, r, f)
 	default:
 		err = b.runCoral(ctx, r, f)
 	}
@@ -388,6 +392,9 @@ func (b *bench) measure(ctx context.Context, r *runResult, f *fates, jobsFile, s
 		r.Err = aerr.Error()
 	}
 	user := map[string]string{"coral": "coral-bench", "bound": "coral-bound"}[r.Who]
+	if r.Who == "coral" && r.Mode == "controller" {
+		user = controllerUser
+	}
 	r.Req, r.Sim, r.KCM = counts[user], counts["coral-sim"], counts[kcmUser]
 }
 
@@ -399,7 +406,7 @@ func (b *bench) runBound(ctx context.Context, r *runResult, jobsFile, silentFile
 	cctx, cancel := context.WithTimeout(ctx, b.runTimeout(r.N)+time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(cctx, self, "bound", "--kubeconfig", b.e.boundKubeconfig, "--namespace", b.e.namespace,
-		"--jobs", jobsFile, "--mode", r.Mode, "--silent", silentFile, "--timeout", b.runTimeout(r.N).String(),
+		"--jobs", jobsFile, "--mode", boundMode(r.Mode), "--silent", silentFile, "--timeout", b.runTimeout(r.N).String(),
 		"--qps", strconv.FormatFloat(b.c.boundQPS, 'f', -1, 64), "--owner-lease="+strconv.FormatBool(b.c.boundOwnerLease))
 	var stderr, stdout bytes.Buffer
 	cmd.Stderr, cmd.Stdout = &stderr, &stdout
@@ -428,6 +435,14 @@ func (b *bench) runBound(ctx context.Context, r *runResult, jobsFile, silentFile
 		return errors.New("bound: " + res.Error)
 	}
 	return nil
+}
+
+// boundMode is the bound's mode for a run's: the controller makes Jobs.
+func boundMode(mode string) string {
+	if mode == "controller" {
+		return "jobs"
+	}
+	return mode
 }
 
 func silentOf(file string) []string {
@@ -779,17 +794,19 @@ func (b *bench) logRun(r *runResult) {
 
 func (b *bench) printTable() {
 	fmt.Println()
-	fmt.Printf("%-6s %-5s %-2s %-6s %8s %7s %7s %6s %6s %7s %6s %5s %7s %7s %8s %7s %7s %-17s %-20s %7s\n",
+	fmt.Printf("%-6s %-10s %-2s %-6s %8s %7s %7s %6s %6s %7s %6s %5s %7s %7s %8s %7s %7s %-17s %-20s %7s\n",
 		"N", "mode", "rd", "who", "wall_s", "first", "last", "gap_s", "ratio", "writes", "reads", "429s", "rss_mb", "cpu_s", "apisv_s", "kcm_s", "kwok_s", "nodes ok/failed", "left at exit", "gone_s")
 	for _, r := range b.results {
 		ratio, gap := "-", "-"
 		if r.Who == "coral" {
-			gap = fmt.Sprintf("%.1f", r.Gap)
+			if r.Mode != "controller" { // the controller prints no progress
+				gap = fmt.Sprintf("%.1f", r.Gap)
+			}
 			if bd := b.boundFor(r); bd > 0 {
 				ratio = fmt.Sprintf("%.2f", r.Wall/bd)
 			}
 		}
-		fmt.Printf("%-6d %-5s %-2d %-6s %8.1f %7.1f %7.1f %6s %6s %7d %6d %5d %7.0f %7.1f %8.1f %7.1f %7.1f %-17s %-20s %7.1f\n",
+		fmt.Printf("%-6d %-10s %-2d %-6s %8.1f %7.1f %7.1f %6s %6s %7d %6d %5d %7.0f %7.1f %8.1f %7.1f %7.1f %-17s %-20s %7.1f\n",
 			r.N, r.Mode, r.Round, r.Who, r.Wall, r.First, r.Last, gap, ratio, r.Req.Writes, r.Req.Reads, r.Req.Throttled, r.RSSMB, r.CPU,
 			r.APICPU, r.KCMCPU, r.KwokCPU, fmt.Sprintf("%d/%d (%d/%d)", r.OK, r.Failed, r.WantOK, r.WantBad), r.Left, r.Drain)
 		if r.Err != "" {

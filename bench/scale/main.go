@@ -60,6 +60,12 @@ type config struct {
 	boundOwnerLease bool
 	nodeImages      int
 	progress        string // Coral's --progress: plain or bar
+	// controller is the coral-controller binary (mode controller), run
+	// with controllerArgs; ctlMaxNodesInFlight, when set, is the
+	// ImagePrefetch's maxNodesInFlight (else the CRD's default).
+	controller          string
+	controllerArgs      []string
+	ctlMaxNodesInFlight int
 }
 
 func main() {
@@ -72,7 +78,7 @@ func main() {
 func benchMain(args []string) int {
 	fs := flag.NewFlagSet("scale", flag.ExitOnError)
 	var c config
-	var ns, coralArgs, modes string
+	var ns, coralArgs, modes, controllerArgs string
 	fs.StringVar(&c.envFile, "env", "_output/scale/env", "the scale control plane's env file (e2e/cluster/scale-up.sh)")
 	fs.StringVar(&c.plugin, "plugin", "bin/kubectl-coral", "the plugin binary (make build)")
 	fs.StringVar(&ns, "n", "100 1000 5000", "node counts, space or comma separated (run in ascending order)")
@@ -84,7 +90,10 @@ func benchMain(args []string) int {
 	fs.DurationVar(&c.nodeTimeout, "node-timeout", 90*time.Second, "Coral's --timeout (only silent nodes should reach it)")
 	fs.DurationVar(&c.runTimeout, "run-timeout", 0, "limit for one run, bound or Coral (default 180s + 0.6s per node)")
 	fs.StringVar(&coralArgs, "coral-args", "", "extra arguments for kubectl coral prefetch images (space separated)")
-	fs.StringVar(&modes, "modes", "jobs pods", "modes to run; pods only when the plugin has --mode")
+	fs.StringVar(&modes, "modes", "jobs pods", "modes to run: jobs and pods (the plugin; pods only when it has --mode), controller (coral-controller and one ImagePrefetch)")
+	fs.StringVar(&c.controller, "controller", "_output/bin/coral-controller", "the coral-controller binary, for --modes controller (go build ./cmd/coral-controller)")
+	fs.StringVar(&controllerArgs, "controller-args", "", "extra arguments for coral-controller (space separated), e.g. --max-jobs-in-flight=200")
+	fs.IntVar(&c.ctlMaxNodesInFlight, "controller-max-nodes-in-flight", 0, "the ImagePrefetch's spec.maxNodesInFlight (default: the CRD's default)")
 	fs.Float64Var(&c.memBase, "mem-base-mb", 1500, "memory an N needs besides per node (MemAvailable check)")
 	fs.Float64Var(&c.memPerNode, "mem-per-node-mb", 0.8, "memory an N needs per node (control plane, kwok, Coral)")
 	fs.Float64Var(&c.boundQPS, "bound-qps", 100, "the bound client's QPS (burst is twice that)")
@@ -108,6 +117,13 @@ func benchMain(args []string) int {
 	c.ns = slices.Compact(c.ns)
 	c.coralArgs = strings.Fields(coralArgs)
 	c.modes = strings.Fields(modes)
+	c.controllerArgs = strings.Fields(controllerArgs)
+	for _, m := range c.modes {
+		if m != "jobs" && m != "pods" && m != "controller" {
+			fmt.Fprintf(os.Stderr, "scale: --modes: %q is not jobs, pods or controller\n", m)
+			return 2
+		}
+	}
 	if len(c.ns) == 0 || c.rounds < 1 || c.images < 1 {
 		fmt.Fprintln(os.Stderr, "scale: need at least one N, one round and one image")
 		return 2
@@ -124,6 +140,16 @@ func benchMain(args []string) int {
 		fmt.Fprintf(os.Stderr, "scale: %v\n", err)
 		return 2
 	}
+	if wants(c.modes, "controller") {
+		if c.controller, err = filepath.Abs(c.controller); err != nil {
+			fmt.Fprintf(os.Stderr, "scale: %v\n", err)
+			return 2
+		}
+		if _, err := os.Stat(c.controller); err != nil {
+			fmt.Fprintf(os.Stderr, "scale: --controller: %v (go build -o %s ./cmd/coral-controller)\n", err, c.controller)
+			return 2
+		}
+	}
 	b, err := newBench(ctx, c, e)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "scale: %v\n", err)
@@ -136,6 +162,7 @@ func benchMain(args []string) int {
 type env struct {
 	dir, adminKubeconfig, coralKubeconfig, boundKubeconfig, simKubeconfig string
 	auditLog, pidsDir, namespace, nodeLabel, kubectl                      string
+	controllerKubeconfig                                                  string // empty from an older scale-up.sh
 }
 
 func readEnv(path string) (*env, error) {
@@ -161,7 +188,7 @@ func readEnv(path string) (*env, error) {
 		dir: v["SCALE_DIR"], adminKubeconfig: v["KUBECONFIG"], coralKubeconfig: v["SCALE_CORAL_KUBECONFIG"],
 		boundKubeconfig: v["SCALE_BOUND_KUBECONFIG"], simKubeconfig: v["SCALE_SIM_KUBECONFIG"],
 		auditLog: v["SCALE_AUDIT_LOG"], pidsDir: v["SCALE_PIDS_DIR"], namespace: v["SCALE_NAMESPACE"],
-		nodeLabel: v["SCALE_NODE_LABEL"], kubectl: v["SCALE_KUBECTL"],
+		nodeLabel: v["SCALE_NODE_LABEL"], kubectl: v["SCALE_KUBECTL"], controllerKubeconfig: v["SCALE_CONTROLLER_KUBECONFIG"],
 	}
 	for k, s := range map[string]string{"KUBECONFIG": e.adminKubeconfig, "SCALE_CORAL_KUBECONFIG": e.coralKubeconfig,
 		"SCALE_BOUND_KUBECONFIG": e.boundKubeconfig, "SCALE_SIM_KUBECONFIG": e.simKubeconfig, "SCALE_AUDIT_LOG": e.auditLog,

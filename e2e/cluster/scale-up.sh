@@ -33,6 +33,10 @@
 #   coral-bound   the bound client; same rights as Coral
 #   coral-sim     the harness's pod completer, in group system:nodes so API
 #                 Priority and Fairness treats it like the kubelets it stands for
+#   coral-ctl     coral-controller (make bench-scale's controller mode), with
+#                 the ClusterRole `kubectl coral install` gives it
+#                 (config/rbac/role.yaml), bound by the harness
+#                 (bench/scale/rbac-controller.yaml)
 #   kwok-controller  kwok, also in system:nodes, bound to cluster-admin by RBAC
 #
 # Writes $CORAL_SCALE_DIR/env (sourceable) for the harness. Stop everything
@@ -102,7 +106,7 @@ kind: Policy
 omitStages: [RequestReceived]
 rules:
 - level: Metadata
-  users: [coral-bench, coral-bound, coral-sim]
+  users: [coral-bench, coral-bound, coral-sim, coral-ctl]
 - level: Metadata
   users: ["system:kube-controller-manager"]
   verbs: [create, update, patch, delete, deletecollection]
@@ -228,9 +232,10 @@ make_scale_users() {
   new_cert coral-bench "/O=coral-scale/CN=coral-bench" clientAuth
   new_cert coral-bound "/O=coral-scale/CN=coral-bound" clientAuth
   new_cert coral-sim "/O=system:nodes/CN=coral-sim" clientAuth
+  new_cert coral-ctl "/O=coral-scale/CN=coral-ctl" clientAuth
   new_cert kwok-controller "/O=system:nodes/CN=kwok-controller" clientAuth
   local u
-  for u in coral-bench coral-bound coral-sim kwok-controller; do
+  for u in coral-bench coral-bound coral-sim coral-ctl kwok-controller; do
     write_kubeconfig "$PKI/$u.kubeconfig" "$u"
   done
 }
@@ -268,6 +273,7 @@ write_scale_env() {
     env_line SCALE_CORAL_KUBECONFIG "$PKI/coral-bench.kubeconfig"
     env_line SCALE_BOUND_KUBECONFIG "$PKI/coral-bound.kubeconfig"
     env_line SCALE_SIM_KUBECONFIG "$PKI/coral-sim.kubeconfig"
+    env_line SCALE_CONTROLLER_KUBECONFIG "$PKI/coral-ctl.kubeconfig"
     env_line SCALE_AUDIT_LOG "$AUDIT_LOG"
     env_line SCALE_PIDS_DIR "$CLUSTER_DIR/pids"
     env_line SCALE_NAMESPACE "$SCALE_NAMESPACE"
