@@ -556,7 +556,7 @@ func checkReport(rep *report.PrefetchReport, f *fates, images int, r *runResult)
 			n.mismatch = true
 		}
 	}
-	var wrong []string
+	var v verdicts
 	for node, ft := range f.byNode {
 		n := nodes[node]
 		var why string
@@ -574,19 +574,31 @@ func checkReport(rep *report.PrefetchReport, f *fates, images int, r *runResult)
 		case ft == fateSilent && (n.failed != images || !strings.Contains(n.msgs[0], "no report within")):
 			why = fmt.Sprintf("want a --timeout failure, got %d failed %v", n.failed, n.msgs)
 		}
-		if n != nil {
-			if n.failed == 0 {
-				r.OK++
-			} else {
-				r.Failed++
-			}
-		}
-		if why != "" {
-			wrong = append(wrong, fmt.Sprintf("%s (%s): %s", node, ft, why))
-		}
+		v.judge(r, node, ft, n != nil, n != nil && n.failed == 0, why)
 	}
-	if len(wrong) > 0 {
-		return fmt.Errorf("%d nodes not as simulated, e.g. %s", len(wrong), oneLine(wrong[0]))
+	return v.err()
+}
+
+// verdicts tallies each node's result against its fate.
+type verdicts struct{ wrong []string }
+
+// judge counts a node that has a result as ok or failed, and notes why
+// it is not as simulated, if it is not.
+func (v *verdicts) judge(r *runResult, node string, ft fate, seen, ok bool, why string) {
+	switch {
+	case seen && ok:
+		r.OK++
+	case seen:
+		r.Failed++
+	}
+	if why != "" {
+		v.wrong = append(v.wrong, fmt.Sprintf("%s (%s): %s", node, ft, why))
+	}
+}
+
+func (v *verdicts) err() error {
+	if len(v.wrong) > 0 {
+		return fmt.Errorf("%d nodes not as simulated, e.g. %s", len(v.wrong), oneLine(v.wrong[0]))
 	}
 	return nil
 }

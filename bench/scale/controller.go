@@ -227,7 +227,7 @@ func (b *bench) timeController(ctx context.Context, r *runResult, f *fates, limi
 // checkRecords checks each node's PrefetchNode against its fate, as
 // checkReport does Coral's report.
 func checkRecords(records map[string]*coralv1.PrefetchNode, f *fates, images int, r *runResult) error {
-	var wrong []string
+	var v verdicts
 	for node, ft := range f.byNode {
 		pn := records[node]
 		var why string
@@ -249,21 +249,9 @@ func checkRecords(records map[string]*coralv1.PrefetchNode, f *fates, images int
 		case ft == fateSilent && pn.State != "Failed":
 			why = fmt.Sprintf("want Failed (no report within nodeTimeout), got %s: %s", pn.State, pn.Message)
 		}
-		if pn != nil {
-			if pn.State == "Ready" {
-				r.OK++
-			} else {
-				r.Failed++
-			}
-		}
-		if why != "" {
-			wrong = append(wrong, fmt.Sprintf("%s (%s): %s", node, ft, why))
-		}
+		v.judge(r, node, ft, pn != nil, pn != nil && pn.State == "Ready", why)
 	}
-	if len(wrong) > 0 {
-		return fmt.Errorf("%d nodes not as simulated, e.g. %s", len(wrong), oneLine(wrong[0]))
-	}
-	return nil
+	return v.err()
 }
 
 func (b *bench) waitPrefetchGone(ctx context.Context, limit time.Duration) error {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	coralv1 "github.com/coral-dev/coral/pkg/apis/coral/v1alpha1"
 	"github.com/coral-dev/coral/pkg/jobs"
 	"github.com/coral-dev/coral/pkg/plan"
 	"github.com/coral-dev/coral/pkg/report"
@@ -246,5 +247,44 @@ func TestTTLFor(t *testing.T) {
 		if got := ttlFor(n); got != want {
 			t.Errorf("ttlFor(%d) = %s, want %s", n, got, want)
 		}
+	}
+}
+
+func TestCheckRecords(t *testing.T) {
+	f := newFates(4, 25, 25) // sim-00001 silent, sim-00002 fail, the rest ok
+	records := func() map[string]*coralv1.PrefetchNode {
+		m := map[string]*coralv1.PrefetchNode{}
+		for n := 1; n <= 4; n++ {
+			pn := &coralv1.PrefetchNode{Node: nodeName(n), State: "Ready", Results: []coralv1.NodeItem{{Ref: "a", Status: "Pulled"}, {Ref: "b", Status: "Pulled"}}}
+			switch f.of(nodeName(n)) {
+			case fateSilent:
+				pn.State, pn.Message, pn.Results = "Failed", "no report within nodeTimeout", nil
+			case fateFail:
+				pn.State, pn.Message = "Failed", "a: simulated failure on x"
+				pn.Results[0].Status = "Failed"
+			}
+			m[nodeName(n)] = pn
+		}
+		return m
+	}
+	r := &runResult{}
+	if err := checkRecords(records(), f, 2, r); err != nil || r.OK != 2 || r.Failed != 2 {
+		t.Errorf("as simulated: err %v, %d ok %d failed", err, r.OK, r.Failed)
+	}
+	missing := records()
+	delete(missing, "sim-00004")
+	r = &runResult{}
+	if err := checkRecords(missing, f, 2, r); err == nil || !strings.Contains(err.Error(), "sim-00004") || r.OK != 1 {
+		t.Errorf("a node without a record: err %v, %d ok", err, r.OK)
+	}
+	short := records()
+	short["sim-00003"].Results = short["sim-00003"].Results[:1]
+	if err := checkRecords(short, f, 2, &runResult{}); err == nil || !strings.Contains(err.Error(), "sim-00003") {
+		t.Errorf("a Ready record with one result of two: err %v", err)
+	}
+	silentReady := records()
+	silentReady["sim-00001"].State = "Ready"
+	if err := checkRecords(silentReady, f, 2, &runResult{}); err == nil || !strings.Contains(err.Error(), "sim-00001") {
+		t.Errorf("a silent node recorded Ready: err %v", err)
 	}
 }
