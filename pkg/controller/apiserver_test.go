@@ -2,11 +2,13 @@ package controller
 
 import (
 	"context"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -340,3 +342,66 @@ func finishJobPinned(t *testing.T, cl client.Client, j *batchv1.Job, st report.S
 	}}
 	must(t, cl.Status().Update(ctx, pod))
 }
+
+// TestAdmissionAskedOncePerObject: the server-side dry run that asks
+// admission about an object's worker runs once for its first Job, not
+// again for each later Job of the same object and generation (make
+// bench-scale's controller mode found two dry runs per Job: 148 for 100
+// nodes).
+func TestAdmissionAskedOncePerObject(t *testing.T) {
+	const ns = "coral"
+	cfg, cl := startAPIServer(t, ns)
+	ctx := context.Background()
+	for _, n := range []string{"n1", "n2", "n3", "n4"} {
+		addNode(t, cl, n, "web")
+	}
+	var dryRuns atomic.Int64
+	counted := rest.CopyConfig(cfg)
+	counted.Wrap(func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+			if req.Method == http.MethodPost && req.URL.Query().Get("dryRun") == "All" {
+				dryRuns.Add(1)
+			}
+			return rt.RoundTrip(req)
+		})
+	})
+	o := NewOptions()
+	// One Job at a time: each node's Job is its own batch, started by its
+	// own reconcile.
+	o.WorkerImage, o.MaxJobsInFlight = "reg.local/coral-worker:test", 1
+	stop := startController(t, counted, o)
+	defer stop()
+
+	img := "reg.local/app@sha256:" + strings.Repeat("a", 64)
+	ip := &coralv1.ImagePrefetch{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
+		Spec:       coralv1.ImagePrefetchSpec{Images: []string{img}, Nodes: coralv1.Nodes{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"pool": "web"}}}},
+	}
+	must(t, cl.Create(ctx, ip))
+	done := map[string]bool{}
+	waitFor(t, "a Job on each of the 4 nodes, one after another", func() bool {
+		js := listJobs(t, cl, ns)
+		if len(js) > 1 {
+			t.Fatalf("%d Jobs with a cap of 1", len(js))
+		}
+		for _, j := range js {
+			if node := j.Annotations[jobs.AnnotationNode]; !done[node] {
+				done[node] = true
+				finishJob(t, cl, &j, report.StatusPulled)
+			}
+		}
+		return len(done) == 4
+	})
+	waitFor(t, "Ready 4/4", func() bool {
+		must(t, cl.Get(ctx, client.ObjectKeyFromObject(ip), ip))
+		return ip.Status.Ready == "4/4"
+	})
+	// One Job dry run and one pod dry run (run.Preflight in Job mode).
+	if n := dryRuns.Load(); n != 2 {
+		t.Errorf("%d dry-run requests for 4 Jobs of one object, want 2 (admission asked once)", n)
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

@@ -346,27 +346,28 @@ func (s *shared) start(ctx context.Context, tg *target, cands []attemptTask, out
 		limit = 20
 	}
 	mine := int(out.inFlight)
-	preflighted := false
+	admitKey := fmt.Sprintf("%s/%d", tg.obj.GetUID(), tg.obj.GetGeneration())
 	for _, c := range cands {
 		if len(byNode[c.task.Node]) > 0 || total >= s.opts.MaxJobsInFlight || mine >= limit {
 			out.waiting++
 			continue
 		}
 		job := s.jobFor(tg, c.task, c.attempts)
-		if !preflighted {
+		if _, ok := s.admitted[admitKey]; !ok {
 			if err := run.Preflight(ctx, s.clientset, job, run.ModeJobs); err != nil {
 				out.blockedReason, out.blockedMessage = "WorkerRejected", stableMessage(err.Error())
 				out.waiting += len(cands)
 				out.after(time.Minute)
 				return nil
 			}
-			preflighted = true
+			s.admitted[admitKey] = time.Now()
 		}
 		key := job.Namespace + "/" + job.Name
 		err := s.client.Create(ctx, job)
 		switch {
 		case apierrors.IsAlreadyExists(err):
 		case err != nil:
+			delete(s.admitted, admitKey) // ask admission again before the next try
 			out.blockedReason, out.blockedMessage = "JobCreateFailed", run.ExplainAPIError(err, job.Namespace)
 			out.after(time.Minute)
 			return nil
