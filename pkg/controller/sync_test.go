@@ -8,6 +8,8 @@ import (
 	coralv1 "github.com/coral-dev/coral/pkg/apis/coral/v1alpha1"
 	"github.com/coral-dev/coral/pkg/plan"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 func TestMissingItemsImages(t *testing.T) {
@@ -121,5 +123,35 @@ func TestStableMessage(t *testing.T) {
 	}
 	if want := `pods "coral-p010a5e5b-coral-node-1-64930e-preflight" is forbidden`; !strings.Contains(stableMessage(a), want) {
 		t.Errorf("%q lacks %q", stableMessage(a), want)
+	}
+}
+
+// TestStatusWait: a status whose only change is its counts waits for
+// statusInterval after the last write; a condition that changes status or
+// reason, a new generation, or a first write goes at once.
+func TestStatusWait(t *testing.T) {
+	s := &shared{statusWritten: map[types.UID]time.Time{}}
+	obj := &coralv1.ImagePrefetch{ObjectMeta: metav1.ObjectMeta{UID: "u1"}}
+	status := func(gen int64, ready, desired int32) *coralv1.PrefetchStatus {
+		st := &coralv1.PrefetchStatus{}
+		setStatus(st, gen, &outcome{desired: desired, ready: ready, inFlight: desired - ready}, nil, "")
+		return st
+	}
+	t0 := time.Now()
+	if w := s.statusWait(obj, status(1, 1, 10), status(1, 2, 10), t0); w != 0 {
+		t.Errorf("never written: waits %s", w)
+	}
+	s.statusWritten["u1"] = t0
+	if w := s.statusWait(obj, status(1, 1, 10), status(1, 2, 10), t0.Add(300*time.Millisecond)); w != statusInterval-300*time.Millisecond {
+		t.Errorf("counts only, 300ms after a write: waits %s, want %s", w, statusInterval-300*time.Millisecond)
+	}
+	if w := s.statusWait(obj, status(1, 1, 10), status(1, 2, 10), t0.Add(statusInterval)); w != 0 {
+		t.Errorf("counts only, statusInterval after a write: waits %s", w)
+	}
+	if w := s.statusWait(obj, status(1, 9, 10), status(1, 10, 10), t0.Add(time.Millisecond)); w != 0 {
+		t.Errorf("Ready turns true: waits %s", w)
+	}
+	if w := s.statusWait(obj, status(1, 1, 10), status(2, 1, 10), t0.Add(time.Millisecond)); w != 0 {
+		t.Errorf("a new generation: waits %s", w)
 	}
 }
