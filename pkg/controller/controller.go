@@ -19,6 +19,7 @@ import (
 
 	coralv1 "github.com/coral-dev/coral/pkg/apis/coral/v1alpha1"
 	"github.com/coral-dev/coral/pkg/jobs"
+	"github.com/coral-dev/coral/pkg/plan"
 	"github.com/google/go-containerregistry/pkg/authn"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -96,13 +97,31 @@ func Scheme() *runtime.Scheme {
 }
 
 // CacheOptions keep the informer caches small: only the controller's own
-// Jobs and worker pods are cached, never every pod of the cluster.
+// Jobs and worker pods are cached, never every pod of the cluster; no
+// object keeps its managed fields; and every node of the cluster is kept
+// as the part a plan reads (plan.SlimNode), without the images its kubelet
+// lists — most of a real node's bytes.
 func CacheOptions() cache.Options {
 	own := labels.SelectorFromSet(labels.Set{jobs.LabelManagedBy: ManagedBy})
-	return cache.Options{ByObject: map[client.Object]cache.ByObject{
-		&batchv1.Job{}: {Label: own},
-		&corev1.Pod{}:  {Label: own},
-	}}
+	return cache.Options{
+		DefaultTransform: cache.TransformStripManagedFields(),
+		ByObject: map[client.Object]cache.ByObject{
+			&batchv1.Job{}: {Label: own},
+			&corev1.Pod{}:  {Label: own},
+			&corev1.Node{}: {Transform: slimNode},
+		},
+	}
+}
+
+// slimNode is the Node cache's transform. The controller never writes a
+// cached Node back (it patches node annotations by name).
+func slimNode(obj any) (any, error) {
+	n, ok := obj.(*corev1.Node)
+	if !ok {
+		return obj, nil
+	}
+	slim := plan.SlimNode(n)
+	return &slim, nil
 }
 
 // shared is the state both reconcilers share: the global Job cap, and the

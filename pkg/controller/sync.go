@@ -267,7 +267,9 @@ func isSkipped(p *plan.Plan, node string) bool {
 // exist are returned apart: a node may join later, it is not an error.
 func (s *shared) plan(ctx context.Context, tg *target) (*plan.Plan, []string, error) {
 	var nodeList corev1.NodeList
-	if err := s.client.List(ctx, &nodeList); err != nil {
+	// Not copied out of the cache (every reconcile plans over every node):
+	// pkg/plan only reads them.
+	if err := s.client.List(ctx, &nodeList, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, nil, err
 	}
 	sel := labels.Everything()

@@ -7,6 +7,7 @@ import (
 
 	coralv1 "github.com/coral-dev/coral/pkg/apis/coral/v1alpha1"
 	"github.com/coral-dev/coral/pkg/plan"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -153,5 +154,36 @@ func TestStatusWait(t *testing.T) {
 	}
 	if w := s.statusWait(obj, status(1, 1, 10), status(2, 1, 10), t0.Add(time.Millisecond)); w != 0 {
 		t.Errorf("a new generation: waits %s", w)
+	}
+}
+
+// The Node cache holds slim nodes (no images, no managed fields) and the
+// other caches drop managed fields.
+func TestCacheTransforms(t *testing.T) {
+	o := CacheOptions()
+	var nodeTransform func(any) (any, error)
+	for obj, by := range o.ByObject {
+		if _, ok := obj.(*corev1.Node); ok {
+			nodeTransform = by.Transform
+		}
+	}
+	if nodeTransform == nil || o.DefaultTransform == nil {
+		t.Fatal("CacheOptions set no Node transform or no default transform")
+	}
+	n := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: "n1", ResourceVersion: "7", Labels: map[string]string{"pool": "web"}, ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubelet"}}},
+		Status:     corev1.NodeStatus{Images: []corev1.ContainerImage{{Names: []string{"a"}}}, NodeInfo: corev1.NodeSystemInfo{ContainerRuntimeVersion: "containerd://2.1.0"}},
+	}
+	got, err := nodeTransform(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := got.(*corev1.Node)
+	if s.ManagedFields != nil || s.Status.Images != nil || s.Labels["pool"] != "web" || s.ResourceVersion != "7" || s.Status.NodeInfo.ContainerRuntimeVersion == "" {
+		t.Errorf("slim node %+v", s)
+	}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubelet"}}}}
+	if got, _ := o.DefaultTransform(pod); got.(*corev1.Pod).ManagedFields != nil {
+		t.Error("the default transform kept a pod's managed fields")
 	}
 }

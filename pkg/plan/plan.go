@@ -13,6 +13,7 @@ import (
 
 	"github.com/coral-dev/coral/pkg/artifact"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 )
 
@@ -126,6 +127,23 @@ func Build(nodes []corev1.Node, items []Item, o Options) (*Plan, error) {
 		})
 	}
 	return p, nil
+}
+
+// SlimNode copies the part of a Node that Build, Select and RuntimeSocket
+// read (and what names and versions the object): labels, annotations,
+// unschedulable, taints, conditions and node info. Managed fields, the
+// images the node lists, addresses, capacity and volumes stay behind —
+// most of a real node's bytes (its images alone up to 50 entries).
+func SlimNode(n *corev1.Node) corev1.Node {
+	return corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: n.Name, UID: n.UID, ResourceVersion: n.ResourceVersion, Generation: n.Generation,
+			CreationTimestamp: n.CreationTimestamp, DeletionTimestamp: n.DeletionTimestamp,
+			Labels: n.Labels, Annotations: n.Annotations,
+		},
+		Spec:   corev1.NodeSpec{Unschedulable: n.Spec.Unschedulable, Taints: n.Spec.Taints},
+		Status: corev1.NodeStatus{Conditions: n.Status.Conditions, NodeInfo: n.Status.NodeInfo},
+	}
 }
 
 // Select returns the nodes matching the selector and names, sorted by name.

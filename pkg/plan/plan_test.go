@@ -2,6 +2,7 @@ package plan
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -160,5 +161,41 @@ func TestUndiscoverableSocketIsSkipped(t *testing.T) {
 	}
 	if len(p.Tasks) != 1 || p.Tasks[0].HostRoot != "/srv/nodes/b" {
 		t.Fatalf("tasks = %+v", p.Tasks)
+	}
+}
+
+// SlimNode keeps all a plan reads: the same nodes, full or slimmed, make
+// the same plan, and the slim copy holds no images or managed fields.
+func TestSlimNodePlansAlike(t *testing.T) {
+	heavy := func(n *corev1.Node) {
+		n.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubelet", Operation: metav1.ManagedFieldsOperationUpdate}}
+		n.Status.Images = []corev1.ContainerImage{{Names: []string{"registry.k8s.io/pause@sha256:" + strings.Repeat("a", 64)}, SizeBytes: 1 << 20}}
+		n.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "10.0.0.1"}}
+		n.Spec.Taints = []corev1.Taint{{Key: "dedicated", Value: "gpu", Effect: corev1.TaintEffectNoSchedule}}
+	}
+	full := []corev1.Node{
+		node("a", label("pool", "web"), heavy),
+		node("b", label("pool", "web"), cordoned, heavy),
+		node("c", label("pool", "batch"), notReadyNode, heavy),
+		node("d", label("pool", "web"), annotate(AnnotationCRISocket, "unix:///run/crio/crio.sock"), annotate(AnnotationHostRoot, "/host/d"), heavy),
+		node("e", label("pool", "web"), runtimeVersion("docker://27.0.0"), heavy),
+		node("f", label("kubernetes.io/arch", "s390x"), heavy),
+		node("g", label("type", "virtual-kubelet"), kubelet("v1.30.0-vk"), heavy),
+	}
+	var slim []corev1.Node
+	for i := range full {
+		s := SlimNode(&full[i])
+		if s.ManagedFields != nil || s.Status.Images != nil || s.Status.Addresses != nil {
+			t.Fatalf("%s: slim copy kept managed fields, images or addresses", s.Name)
+		}
+		slim = append(slim, s)
+	}
+	web, _ := labels.Parse("pool=web")
+	for _, o := range []Options{{}, {Selector: web}, {Selector: web, IncludeUnschedulable: true}, {NodeNames: []string{"d", "e"}}} {
+		a, errA := Build(full, items, o)
+		b, errB := Build(slim, items, o)
+		if (errA == nil) != (errB == nil) || !reflect.DeepEqual(a, b) {
+			t.Errorf("options %+v: full nodes plan %+v (%v), slim nodes %+v (%v)", o, a, errA, b, errB)
+		}
 	}
 }

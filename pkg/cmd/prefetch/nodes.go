@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/coral-dev/coral/pkg/diskcheck"
+	"github.com/coral-dev/coral/pkg/plan"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -160,15 +161,10 @@ func readNodeList(dec kjson.Decoder, keep func(*corev1.Node)) (cont string, err 
 	return cont, nil
 }
 
-// slimNode copies what Coral reads from a Node: name, labels, annotations,
-// unschedulable, taints, conditions and node info (and, with a filter, the
-// images it keeps). Managed fields, addresses and capacity stay behind.
+// slimNode copies what Coral reads from a Node (plan.SlimNode) and, with a
+// filter, the images it keeps for the disk check.
 func slimNode(n *corev1.Node, images diskcheck.HeldFilter) corev1.Node {
-	s := corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: n.Name, UID: n.UID, Labels: n.Labels, Annotations: n.Annotations},
-		Spec:       corev1.NodeSpec{Unschedulable: n.Spec.Unschedulable, Taints: n.Spec.Taints},
-		Status:     corev1.NodeStatus{Conditions: n.Status.Conditions, NodeInfo: n.Status.NodeInfo},
-	}
+	s := plan.SlimNode(n)
 	if images != nil {
 		s.Status.Images = images.Keep(n.Status.Images)
 	}
