@@ -47,6 +47,7 @@ func Run(ctx context.Context, args []string, stderr io.Writer) error {
 	leaderNS := fs.String("leader-election-namespace", "", "namespace of the leader-election Lease (default: the pod's own)")
 	metricsAddr := fs.String("metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint (0 disables it)")
 	probeAddr := fs.String("health-probe-bind-address", ":8081", "address of /healthz and /readyz")
+	pprofAddr := fs.String("pprof-bind-address", "", "address of Go's /debug/pprof profiles, e.g. 127.0.0.1:6060 (default: off)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	klog.InitFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -75,6 +76,7 @@ func Run(ctx context.Context, args []string, stderr io.Writer) error {
 		Cache:                   controller.CacheOptions(),
 		Metrics:                 metricsserver.Options{BindAddress: *metricsAddr},
 		HealthProbeBindAddress:  *probeAddr,
+		PprofBindAddress:        *pprofAddr,
 		LeaderElection:          *leaderElect,
 		LeaderElectionID:        "coral-controller.coral.dev",
 		LeaderElectionNamespace: *leaderNS,

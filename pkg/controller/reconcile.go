@@ -15,7 +15,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
-	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 )
 
@@ -24,17 +23,19 @@ import (
 
 // setupKind registers a reconciler for one kind: its objects, their Jobs
 // and worker pods (through the name label), and Node changes that can
-// change a plan (every object of the kind may select the node).
+// change a plan (every object of the kind may select the node). Events of
+// Jobs, pods and nodes are batched (enqueueAfter).
 func (s *shared) setupKind(mgr ctrl.Manager, name string, obj client.Object, list client.ObjectList, nameLabel string, r reconcile.Reconciler) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named(name).
 		For(obj).
-		Owns(&batchv1.Job{}).
-		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(byNameLabel(nameLabel))).
-		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(s.all(list)), builder.WithPredicates(nodeChanged())).
+		Watches(&batchv1.Job{}, enqueueAfter(byNameLabel(nameLabel))).
+		Watches(&corev1.Pod{}, enqueueAfter(byNameLabel(nameLabel))).
+		Watches(&corev1.Node{}, enqueueAfter(s.all(list)), builder.WithPredicates(nodeChanged())).
 		// One reconcile at a time: the global cap and one-Job-per-node are
 		// decided in one place. A reconcile only reads caches and writes a
-		// few objects, so one worker keeps up with thousands of nodes.
+		// few objects, and events are batched, so one worker keeps up with
+		// thousands of nodes (docs/scale.md, controller mode).
 		WithOptions(controller.Options{MaxConcurrentReconciles: 1}).
 		Complete(r)
 }

@@ -590,10 +590,9 @@ func (s *shared) listRecords(ctx context.Context, ns, uid string) (map[string]*c
 		}
 		out[r.Node] = r
 	}
-	for key, r := range s.records {
+	for _, r := range s.records {
 		if r.Namespace == ns && r.Labels[LabelPrefetchUID] == uid && out[r.Node] == nil {
 			out[r.Node] = r.DeepCopy()
-			_ = key
 		}
 	}
 	return out, nil
