@@ -103,8 +103,7 @@ func Build(nodes []corev1.Node, items []Item, o Options) (*Plan, error) {
 		platforms = DefaultWorkerPlatforms
 	}
 	p := &Plan{}
-	for i := range selected {
-		n := &selected[i]
+	for _, n := range selected {
 		if reason := unusable(n, o.IncludeUnschedulable, platforms); reason != "" {
 			p.Skipped = append(p.Skipped, Skip{Node: n.Name, Reason: reason})
 			continue
@@ -146,9 +145,11 @@ func SlimNode(n *corev1.Node) corev1.Node {
 	}
 }
 
-// Select returns the nodes matching the selector and names, sorted by name.
+// Select returns the nodes matching the selector and names, sorted by name:
+// pointers into nodes, which it neither copies nor changes (a controller
+// plans over every node of its cache on each reconcile).
 // Unknown names and an empty result are errors that say what to change.
-func Select(nodes []corev1.Node, sel labels.Selector, names []string) ([]corev1.Node, error) {
+func Select(nodes []corev1.Node, sel labels.Selector, names []string) ([]*corev1.Node, error) {
 	byName := make(map[string]*corev1.Node, len(nodes))
 	for i := range nodes {
 		byName[nodes[i].Name] = &nodes[i]
@@ -164,8 +165,9 @@ func Select(nodes []corev1.Node, sel labels.Selector, names []string) ([]corev1.
 	if len(unknown) > 0 {
 		return nil, fmt.Errorf("%w %s in --nodes: the cluster has %s", ErrUnknownNode, quoteList(unknown), describeNames(nodes))
 	}
-	var out []corev1.Node
-	for _, n := range nodes {
+	var out []*corev1.Node
+	for i := range nodes {
+		n := &nodes[i]
 		if len(want) > 0 && !want[n.Name] {
 			continue
 		}
