@@ -128,6 +128,7 @@ func slimNode(obj any) (any, error) {
 // expectations that bridge the cache's lag behind the controller's writes.
 type shared struct {
 	opts      Options
+	scheme    *runtime.Scheme
 	client    client.Client
 	apiReader client.Reader
 	clientset kubernetes.Interface
@@ -173,7 +174,7 @@ func Setup(mgr manager.Manager, o Options) error {
 		return err
 	}
 	sh := &shared{
-		opts: o, client: mgr.GetClient(), apiReader: mgr.GetAPIReader(), clientset: cs,
+		opts: o, scheme: mgr.GetScheme(), client: mgr.GetClient(), apiReader: mgr.GetAPIReader(), clientset: cs,
 		events:  mgr.GetEventRecorder(ManagedBy),
 		created: map[string]expectedJob{}, records: map[string]*coralv1.PrefetchNode{}, deleted: map[string]time.Time{},
 		admitted: map[string]time.Time{}, statusWritten: map[types.UID]time.Time{},

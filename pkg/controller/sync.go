@@ -400,7 +400,7 @@ func (s *shared) jobFor(tg *target, t plan.Task, attempts int32) *batchv1.Job {
 		m[tg.nameLabel] = tg.obj.GetName()
 	}
 	job.Annotations[AnnotationItems] = string(items)
-	_ = controllerutil.SetControllerReference(tg.obj, job, Scheme())
+	_ = controllerutil.SetControllerReference(tg.obj, job, s.scheme)
 	return job
 }
 
@@ -490,7 +490,7 @@ func (s *shared) record(ctx context.Context, tg *target, node, jobName string, i
 			Prefetch: coralv1.PrefetchRef{Kind: tg.kind, Name: tg.obj.GetName()},
 			Node:     node,
 		}
-		_ = controllerutil.SetControllerReference(tg.obj, rec, Scheme())
+		_ = controllerutil.SetControllerReference(tg.obj, rec, s.scheme)
 	} else {
 		rec = rec.DeepCopy()
 	}
