@@ -148,6 +148,8 @@ type shared struct {
 	admitted map[string]time.Time
 	// statusWritten: when each object's status was last written.
 	statusWritten map[types.UID]time.Time
+	// lastPod: the newest worker pod seen of each object (nodeClock).
+	lastPod map[types.UID]time.Time
 }
 
 // admissionTTL is how long an object's admitted worker is trusted before
@@ -177,7 +179,7 @@ func Setup(mgr manager.Manager, o Options) error {
 		opts: o, scheme: mgr.GetScheme(), client: mgr.GetClient(), apiReader: mgr.GetAPIReader(), clientset: cs,
 		events:  mgr.GetEventRecorder(ManagedBy),
 		created: map[string]expectedJob{}, records: map[string]*coralv1.PrefetchNode{}, deleted: map[string]time.Time{},
-		admitted: map[string]time.Time{}, statusWritten: map[types.UID]time.Time{},
+		admitted: map[string]time.Time{}, statusWritten: map[types.UID]time.Time{}, lastPod: map[types.UID]time.Time{},
 	}
 	if err := (&ImagePrefetchReconciler{sh: sh}).setup(mgr); err != nil {
 		return err
@@ -205,6 +207,11 @@ func (s *shared) expire(now time.Time) {
 	for k, v := range s.statusWritten {
 		if now.Sub(v) > time.Minute {
 			delete(s.statusWritten, k)
+		}
+	}
+	for k, v := range s.lastPod {
+		if now.Sub(v) > 25*time.Hour { // past the longest nodeTimeout
+			delete(s.lastPod, k)
 		}
 	}
 }

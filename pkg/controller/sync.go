@@ -22,6 +22,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 )
@@ -89,6 +90,7 @@ func (s *shared) sync(ctx context.Context, tg *target) (*outcome, error) {
 	if err := s.client.List(ctx, &podList, client.InNamespace(ns), client.MatchingLabels{LabelPrefetchUID: uid}); err != nil {
 		return nil, err
 	}
+	s.notePods(tg.obj.GetUID(), podList.Items)
 	podOf := map[string]*corev1.Pod{}
 	for i := range podList.Items {
 		pod := &podList.Items[i]
@@ -430,7 +432,7 @@ func (s *shared) collect(ctx context.Context, tg *target, j *batchv1.Job, pod *c
 		switch {
 		case jobFailed(j) != "":
 			res, ok = run.FailedNode(nj, "the worker Job failed: "+jobFailed(j)), true
-		case now.Sub(j.CreationTimestamp.Time) > timeout+30*time.Second:
+		case now.Sub(s.nodeClock(tg, j, pod)) > timeout+30*time.Second:
 			res, ok = run.FailedNode(nj, fmt.Sprintf("no report within nodeTimeout (%s)%s", timeout, s.noPodReason(ctx, j, pod))), true
 		}
 	}
@@ -451,6 +453,44 @@ func jobFailed(j *batchv1.Job) string {
 		}
 	}
 	return ""
+}
+
+// nodeClock is when a node's nodeTimeout starts: at its worker pod's
+// creation. A Job still without a pod waits for the Job controller, which
+// is the control plane's time, not the node's: it counts from the Job's
+// creation or the object's newest worker pod, whichever is later, so it
+// fails only once the Job controller has made no pod for the object in
+// nodeTimeout (bench-scale, 1000 Jobs at once with nodeTimeout 90s: 348
+// healthy nodes failed while their Jobs queued, when it counted from the
+// Job's creation).
+func (s *shared) nodeClock(tg *target, j *batchv1.Job, pod *corev1.Pod) time.Time {
+	if pod != nil {
+		return pod.CreationTimestamp.Time
+	}
+	start := j.CreationTimestamp.Time
+	s.mu.Lock()
+	last := s.lastPod[tg.obj.GetUID()]
+	s.mu.Unlock()
+	if last.After(start) {
+		start = last
+	}
+	return start
+}
+
+// notePods remembers the newest worker pod an object's Jobs have made
+// (its pods are deleted with their Jobs, so the cache alone forgets).
+func (s *shared) notePods(uid types.UID, pods []corev1.Pod) {
+	var newest time.Time
+	for i := range pods {
+		if t := pods[i].CreationTimestamp.Time; t.After(newest) {
+			newest = t
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if newest.After(s.lastPod[uid]) {
+		s.lastPod[uid] = newest
+	}
 }
 
 // noPodReason explains a Job that never got a pod (quota, admission).

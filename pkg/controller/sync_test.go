@@ -7,6 +7,7 @@ import (
 
 	coralv1 "github.com/coral-dev/coral/pkg/apis/coral/v1alpha1"
 	"github.com/coral-dev/coral/pkg/plan"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -185,5 +186,38 @@ func TestCacheTransforms(t *testing.T) {
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubelet"}}}}
 	if got, _ := o.DefaultTransform(pod); got.(*corev1.Pod).ManagedFields != nil {
 		t.Error("the default transform kept a pod's managed fields")
+	}
+}
+
+// A node's nodeTimeout runs from its worker pod's creation; a Job without
+// a pod counts from its creation or the object's newest pod, whichever is
+// later: a Job queued behind a busy Job controller is not the node's fault.
+func TestNodeClock(t *testing.T) {
+	s := &shared{lastPod: map[types.UID]time.Time{}}
+	tg := &target{obj: &coralv1.ImagePrefetch{ObjectMeta: metav1.ObjectMeta{UID: "u1"}}}
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Second)
+	at := func(d time.Duration) metav1.Time { return metav1.NewTime(t0.Add(d)) }
+	job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{CreationTimestamp: at(0)}}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{CreationTimestamp: at(40 * time.Second)}}
+	if got := s.nodeClock(tg, job, pod); !got.Equal(t0.Add(40 * time.Second)) {
+		t.Errorf("with a pod: %s, want the pod's creation", got.Sub(t0))
+	}
+	if got := s.nodeClock(tg, job, nil); !got.Equal(t0) {
+		t.Errorf("no pod, no pod seen: %s, want the Job's creation", got.Sub(t0))
+	}
+	// The Job controller made other pods of the object after this Job.
+	s.notePods("u1", []corev1.Pod{{ObjectMeta: metav1.ObjectMeta{CreationTimestamp: at(70 * time.Second)}}, {ObjectMeta: metav1.ObjectMeta{CreationTimestamp: at(20 * time.Second)}}})
+	if got := s.nodeClock(tg, job, nil); !got.Equal(t0.Add(70 * time.Second)) {
+		t.Errorf("no pod, newer pods of the object: %s, want the newest pod's creation (70s)", got.Sub(t0))
+	}
+	// Pods deleted with their Jobs leave the cache: the newest stays known.
+	s.notePods("u1", nil)
+	if got := s.nodeClock(tg, job, nil); !got.Equal(t0.Add(70 * time.Second)) {
+		t.Errorf("after the pods left the cache: %s, want 70s", got.Sub(t0))
+	}
+	// Another object's pods do not move this one's clock.
+	s.notePods("u2", []corev1.Pod{{ObjectMeta: metav1.ObjectMeta{CreationTimestamp: at(90 * time.Second)}}})
+	if got := s.nodeClock(tg, job, nil); !got.Equal(t0.Add(70 * time.Second)) {
+		t.Errorf("another object's pod moved the clock to %s", got.Sub(t0))
 	}
 }

@@ -48,7 +48,9 @@ type RunSettings struct {
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=1000
 	MaxNodesInFlight int32 `json:"maxNodesInFlight,omitempty"`
-	// nodeTimeout bounds one node, from its Job's creation to its report.
+	// nodeTimeout bounds one node, from its worker pod's creation to its
+	// report. A Job still waiting for its pod fails only once the Job
+	// controller has made no pod for this object in nodeTimeout.
 	// +optional
 	// +kubebuilder:default="15m"
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('30s') && duration(self) <= duration('24h')",message="nodeTimeout must be between 30s and 24h"
