@@ -205,7 +205,7 @@ func (s *shared) expire(now time.Time) {
 		}
 	}
 	for k, v := range s.statusWritten {
-		if now.Sub(v) > time.Minute {
+		if now.Sub(v) >= statusInterval {
 			delete(s.statusWritten, k)
 		}
 	}

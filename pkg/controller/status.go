@@ -162,7 +162,11 @@ func enqueueAfter(m handler.MapFunc) handler.EventHandler {
 	return handler.Funcs{
 		CreateFunc: func(ctx context.Context, e event.CreateEvent, q queue) { add(ctx, []client.Object{e.Object}, q) },
 		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q queue) {
-			add(ctx, []client.Object{e.ObjectOld, e.ObjectNew}, q)
+			objs := []client.Object{e.ObjectNew}
+			if !mapsEqual(e.ObjectOld.GetLabels(), e.ObjectNew.GetLabels()) {
+				objs = append(objs, e.ObjectOld) // relabelled: its old object too
+			}
+			add(ctx, objs, q)
 		},
 		DeleteFunc:  func(ctx context.Context, e event.DeleteEvent, q queue) { add(ctx, []client.Object{e.Object}, q) },
 		GenericFunc: func(ctx context.Context, e event.GenericEvent, q queue) { add(ctx, []client.Object{e.Object}, q) },

@@ -455,26 +455,19 @@ func jobFailed(j *batchv1.Job) string {
 	return ""
 }
 
-// nodeClock is when a node's nodeTimeout starts: at its worker pod's
-// creation. A Job still without a pod waits for the Job controller, which
-// is the control plane's time, not the node's: it counts from the Job's
-// creation or the object's newest worker pod, whichever is later, so it
-// fails only once the Job controller has made no pod for the object in
-// nodeTimeout (bench-scale, 1000 Jobs at once with nodeTimeout 90s: 348
-// healthy nodes failed while their Jobs queued, when it counted from the
-// Job's creation).
+// nodeClock is when a node's nodeTimeout starts: run.TimeoutStart, the
+// CLI's rule, with the object's newest worker pod as the run's. It counted
+// from the Job's creation before: bench-scale, 1000 Jobs at once with
+// nodeTimeout 90s, failed 348 healthy nodes while their Jobs queued.
 func (s *shared) nodeClock(tg *target, j *batchv1.Job, pod *corev1.Pod) time.Time {
+	var podAt time.Time
 	if pod != nil {
-		return pod.CreationTimestamp.Time
+		podAt = pod.CreationTimestamp.Time
 	}
-	start := j.CreationTimestamp.Time
 	s.mu.Lock()
 	last := s.lastPod[tg.obj.GetUID()]
 	s.mu.Unlock()
-	if last.After(start) {
-		start = last
-	}
-	return start
+	return run.TimeoutStart(j.CreationTimestamp.Time, podAt, last)
 }
 
 // notePods remembers the newest worker pod an object's Jobs have made

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"context"
 	coralv1 "github.com/coral-dev/coral/pkg/apis/coral/v1alpha1"
 	"github.com/coral-dev/coral/pkg/plan"
 	batchv1 "k8s.io/api/batch/v1"
@@ -12,6 +13,10 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 )
 
 func TestMissingItemsImages(t *testing.T) {
@@ -219,5 +224,42 @@ func TestNodeClock(t *testing.T) {
 	s.notePods("u2", []corev1.Pod{{ObjectMeta: metav1.ObjectMeta{CreationTimestamp: at(90 * time.Second)}}})
 	if got := s.nodeClock(tg, job, nil); !got.Equal(t0.Add(70 * time.Second)) {
 		t.Errorf("another object's pod moved the clock to %s", got.Sub(t0))
+	}
+}
+
+// enqueueAfter: an event's requests wait batchWindow in the queue (events
+// within it are one reconcile), and an update maps its old object only
+// when the labels moved (a node update would otherwise list every object
+// twice).
+func TestEnqueueAfter(t *testing.T) {
+	var mapped int
+	h := enqueueAfter(func(_ context.Context, o client.Object) []reconcile.Request {
+		mapped++
+		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: "ns", Name: o.GetLabels()["obj"]}}}
+	})
+	q := workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[reconcile.Request]())
+	defer q.ShutDown()
+	pod := func(obj string) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Labels: map[string]string{"obj": obj}}}
+	}
+	ctx := context.Background()
+	h.Update(ctx, event.UpdateEvent{ObjectOld: pod("a"), ObjectNew: pod("a")}, q)
+	h.Create(ctx, event.CreateEvent{Object: pod("a")}, q)
+	if mapped != 2 {
+		t.Errorf("an update with the same labels and a create mapped %d objects, want 2", mapped)
+	}
+	if q.Len() != 0 {
+		t.Errorf("%d requests ready at once, want them to wait %s", q.Len(), batchWindow)
+	}
+	h.Update(ctx, event.UpdateEvent{ObjectOld: pod("a"), ObjectNew: pod("b")}, q)
+	if mapped != 4 {
+		t.Errorf("a relabelling update mapped %d objects in all, want both of its objects (4)", mapped)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for q.Len() < 2 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if q.Len() != 2 {
+		t.Errorf("%d requests ready after the window, want 2 (a, merged; b)", q.Len())
 	}
 }

@@ -665,18 +665,25 @@ func (r *runner) checkDeadlines(ctx context.Context) {
 	}
 }
 
-// overdue says whether a node is past NodeTimeout: from its pod's
-// appearance; a Job still without a pod once the run has seen no new pod
-// for NodeTimeout since the Job was created. r.mu held.
+// overdue says whether a node is past NodeTimeout (TimeoutStart). r.mu held.
 func (r *runner) overdue(st *nodeState, now time.Time) bool {
-	if !st.podSeen.IsZero() {
-		return now.Sub(st.podSeen) > r.e.NodeTimeout
+	return now.Sub(TimeoutStart(st.created, st.podSeen, r.lastPod)) > r.e.NodeTimeout
+}
+
+// TimeoutStart is when a node's timeout starts: at its worker pod's
+// appearance (pod); for a worker still without a pod — a Job waiting for
+// the Job controller, the control plane's time, not the node's — at its
+// creation (created) or the newest pod of the run (lastPod), whichever is
+// later, so it runs out only once the run has seen no new pod for the whole
+// timeout. Zero times are unknown. The engine and the controller both use it.
+func TimeoutStart(created, pod, lastPod time.Time) time.Time {
+	if !pod.IsZero() {
+		return pod
 	}
-	since := st.created
-	if r.lastPod.After(since) {
-		since = r.lastPod
+	if lastPod.After(created) {
+		return lastPod
 	}
-	return now.Sub(since) > r.e.NodeTimeout
+	return created
 }
 
 // lateExplained is how many late nodes of a run get their Node (and its

@@ -396,3 +396,22 @@ func TestExplainAdmissionHostNetwork(t *testing.T) {
 		t.Errorf("hostPath only, yet the advice names --host-network: %q", m)
 	}
 }
+
+func TestTimeoutStart(t *testing.T) {
+	t0 := time.Now()
+	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+	for _, c := range []struct {
+		name               string
+		created, pod, last time.Time
+		want               time.Time
+	}{
+		{"a pod: from the pod", at(0), at(40), at(70), at(40)},
+		{"no pod, none seen: from the creation", at(0), time.Time{}, time.Time{}, at(0)},
+		{"no pod, newer pods seen: from the newest", at(0), time.Time{}, at(70), at(70)},
+		{"no pod, only older pods seen: from the creation", at(30), time.Time{}, at(10), at(30)},
+	} {
+		if got := TimeoutStart(c.created, c.pod, c.last); !got.Equal(c.want) {
+			t.Errorf("%s: %s, want %s", c.name, got.Sub(t0), c.want.Sub(t0))
+		}
+	}
+}
