@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"strings"
 	"sync"
@@ -112,30 +111,12 @@ type Engine struct {
 	// report not yet in): what a registry and the nodes feel.
 	MaxInFlight int
 	// JobsAhead (jobs mode) lets up to this many more Jobs than MaxInFlight
-	// wait for a lagging Job controller. A Job is created beyond
-	// MaxInFlight only while (1) a created Job has waited JobBacklogAfter
-	// for its pod — the controller is behind, not the workers — and (2)
-	// fewer than MaxInFlight worker pods exist, and (3) by Little's law the
-	// workers stay under the cap at the pace the controller makes pods:
-	// the rate at which pods appeared over the last 10 s times a worker's
-	// recent time from pod to report is at most MaxInFlight. Jobs that
-	// wait for the controller pull nothing. When pulls are slow (the cap is
-	// what bounds the run, as meant) (3) keeps the cap strict; when
-	// workers are quick and the controller is the bound, every Job is
-	// handed to it as early as (3) allows.
-	//
-	// Why no fixed limit by default: the Job controller's writes are the
-	// bound (kube-controller-manager's client QPS), and a Job costs it about
-	// 2 writes to get its pod (pod, status) and 2–3 more once the pod is
-	// done (status, pod finalizer, status). Its queue is FIFO: while it holds
-	// Jobs that still need pods, the bookkeeping of finished ones waits
-	// behind them, so a run that hands over its Jobs early gets its pods at
-	// ~2 writes each, one that hands them over a few at a time pays ~4.6
-	// per pod (bench-scale N=1000: 256.7 s with 4×MaxInFlight ahead, the
-	// controller at 3.3 pods/s; docs/scale.md). Should workers slow down
-	// after their Jobs were handed over, the controller still paces their
-	// pods (rate × new time from pod to report), and (3) stops any more.
-	// Default (0): no limit beyond (1)–(3); negative turns Jobs ahead off.
+	// wait for a lagging Job controller, by the rule of Pacer (the
+	// controller's too): only while a created Job has waited
+	// JobBacklogAfter for its pod, fewer than MaxInFlight worker pods exist,
+	// and by Little's law the workers stay under the cap at the pace the
+	// controller makes pods. Default (0): no limit beyond that rule;
+	// negative turns Jobs ahead off.
 	JobsAhead int
 	// JobBacklogAfter is how long a Job may wait for its pod before the
 	// Job controller counts as backlogged. Default 1s.
@@ -249,6 +230,11 @@ func (e *Engine) Run(ctx context.Context, njs []NodeJob) (results []NodeResult, 
 		evq: newEventQueue(e.OnEvent), logSem: make(chan struct{}, 4),
 		byPod: map[string]*nodeState{}, pendingWarn: map[string]podWarning{},
 		leaseFor: LeaseDuration, leaseEvery: e.LeaseRenew}
+	ahead := e.JobsAhead
+	if e.Mode == ModePods {
+		ahead = -1 // a pod is created where it runs: nothing waits ahead
+	}
+	r.pace = NewPacer(e.MaxInFlight, ahead)
 	switch {
 	case e.LeaseRenew > 0: // the caller's
 	case len(njs) > e.SyncCleanupMax:
@@ -342,12 +328,6 @@ func (e *Engine) defaults() {
 	if e.MaxInFlight < 1 {
 		e.MaxInFlight = 1
 	}
-	if e.JobsAhead == 0 {
-		e.JobsAhead = math.MaxInt32
-	}
-	if e.JobsAhead < 0 || e.Mode == ModePods {
-		e.JobsAhead = 0
-	}
 	if e.JobBacklogAfter <= 0 {
 		e.JobBacklogAfter = time.Second
 	}
@@ -412,18 +392,12 @@ type runner struct {
 	// Job controller).
 	live    int
 	podless int
-	// backlogged: a live Job has waited JobBacklogAfter for its pod;
-	// aheadOK: backlogged and Little's law allows Jobs ahead (JobsAhead).
-	// checkDeadlines keeps both current from podTimes (when pods appeared,
-	// the last 10 s) and work (a worker's time from pod to report, a
-	// moving average).
-	backlogged bool
-	aheadOK    bool
-	debugAt    time.Time
-	podTimes   []time.Time
-	lastPod    time.Time // when the newest worker pod appeared
-	work       time.Duration
-	createErr  error // a watch error worth explaining (RBAC)
+	// pace decides when workers may be created (MaxInFlight, JobsAhead);
+	// checkDeadlines tells it when the Job controller is backlogged (a live
+	// Job has waited JobBacklogAfter for its pod).
+	pace      *Pacer
+	debugAt   time.Time
+	createErr error // a watch error worth explaining (RBAC)
 }
 
 // emitLocked queues an event; the caller holds r.mu (or no one else runs).
@@ -440,15 +414,7 @@ func (r *runner) signal() {
 }
 
 // canCreate says whether another worker may be created now; r.mu held.
-// Within MaxInFlight always; beyond it (jobs mode, JobsAhead) only while
-// the Job controller is backlogged and fewer than MaxInFlight worker pods
-// exist.
-func (r *runner) canCreate() bool {
-	if r.live < r.e.MaxInFlight {
-		return true
-	}
-	return r.aheadOK && r.live-r.podless < r.e.MaxInFlight && r.live < r.e.MaxInFlight+r.e.JobsAhead
-}
+func (r *runner) canCreate() bool { return r.pace.Allows(r.live, r.podless) }
 
 // createsAtOnce bounds the create calls in flight: a small run's workers
 // are asked for in one round trip instead of one after another (the
@@ -537,10 +503,8 @@ func (r *runner) finishLocked(st *nodeState, res NodeResult) {
 		r.live--
 		if st.podSeen.IsZero() {
 			r.podless--
-		} else if d := time.Since(st.podSeen); r.work == 0 {
-			r.work = d
 		} else {
-			r.work += (d - r.work) / 8
+			r.pace.Reported(time.Since(st.podSeen))
 		}
 	}
 	st.result = res
@@ -592,12 +556,12 @@ func (r *runner) checkDeadlines(ctx context.Context) {
 	var timedOut []late
 	now := time.Now()
 	r.mu.Lock()
-	r.backlogged = false
+	backlogged := false
 	for _, st := range r.order {
 		// A Job the controller cannot make a pod for (FailedCreate: quota,
 		// admission) is a failure on its way, not a backlog to feed.
 		if !st.done && !st.created.IsZero() && st.podSeen.IsZero() && st.createErr == "" && now.Sub(st.created) > r.e.JobBacklogAfter {
-			r.backlogged = true
+			backlogged = true
 		}
 		if st.done || st.created.IsZero() || st.reading {
 			continue
@@ -632,15 +596,13 @@ func (r *runner) checkDeadlines(ctx context.Context) {
 			r.finishLocked(st, failAll(st, "the Job cannot create its pod: "+explainAdmission(st.createErr, r.e.Namespace)))
 		}
 	}
-	wasOK := r.aheadOK
-	r.aheadOK = r.backlogged && r.littleAllows(now)
+	if r.pace.Update(now, backlogged) {
+		r.signal() // dispatch may create Jobs ahead now
+	}
 	if w := debugEngine(); w != nil && now.Sub(r.debugAt) >= 2*time.Second {
 		r.debugAt = now
-		fmt.Fprintf(w, "%s live=%d podless=%d done=%d backlogged=%v aheadOK=%v pods10s=%d work=%s\n",
-			now.Format("15:04:05"), r.live, r.podless, r.done, r.backlogged, r.aheadOK, len(r.podTimes), r.work.Round(10*time.Millisecond))
-	}
-	if r.aheadOK && !wasOK {
-		r.signal() // dispatch may create Jobs ahead now
+		fmt.Fprintf(w, "%s live=%d podless=%d done=%d backlogged=%v %s\n",
+			now.Format("15:04:05"), r.live, r.podless, r.done, backlogged, r.pace)
 	}
 	r.mu.Unlock()
 	for _, l := range timedOut {
@@ -667,7 +629,7 @@ func (r *runner) checkDeadlines(ctx context.Context) {
 
 // overdue says whether a node is past NodeTimeout (TimeoutStart). r.mu held.
 func (r *runner) overdue(st *nodeState, now time.Time) bool {
-	return now.Sub(TimeoutStart(st.created, st.podSeen, r.lastPod)) > r.e.NodeTimeout
+	return now.Sub(TimeoutStart(st.created, st.podSeen, r.pace.LastPod())) > r.e.NodeTimeout
 }
 
 // TimeoutStart is when a node's timeout starts: at its worker pod's
@@ -702,24 +664,6 @@ var debugEngine = sync.OnceValue(func() io.Writer {
 	}
 	return nil
 })
-
-// littleAllows says whether, by Little's law, the workers would stay at or
-// under MaxInFlight if the Job controller were fed: pods appearing at the
-// rate of the last 10 s, each working r.work. Before any worker reported,
-// JobsAhead is not used. r.mu held.
-func (r *runner) littleAllows(now time.Time) bool {
-	const window = 10 * time.Second
-	i := 0
-	for i < len(r.podTimes) && now.Sub(r.podTimes[i]) > window {
-		i++
-	}
-	r.podTimes = r.podTimes[i:]
-	if r.work == 0 {
-		return false
-	}
-	rate := float64(len(r.podTimes)) / window.Seconds()
-	return rate*r.work.Seconds() <= float64(r.e.MaxInFlight)
-}
 
 // cleanup deletes every worker of the run and the run's Lease. Small runs
 // (and runs without a Lease) delete their workers with one DeleteCollection,

@@ -400,35 +400,6 @@ func TestRunFeedsABackloggedJobController(t *testing.T) {
 	}
 }
 
-// Jobs ahead only when, by Little's law, the workers would stay at or
-// under the cap: pods appearing at the recent rate times a worker's time.
-func TestLittleAllows(t *testing.T) {
-	now := time.Now()
-	r := &runner{e: &Engine{MaxInFlight: 10}}
-	for i := range 20 { // 20 pods in the last 10 s: 2/s
-		r.podTimes = append(r.podTimes, now.Add(-time.Duration(i)*400*time.Millisecond))
-	}
-	r.podTimes = append([]time.Time{now.Add(-time.Minute)}, r.podTimes...) // too old to count
-	for _, tc := range []struct {
-		work time.Duration
-		want bool
-	}{
-		{0, false},               // no worker has reported yet
-		{2 * time.Second, true},  // 2/s x 2 s = 4 <= 10
-		{5 * time.Second, true},  // 10 <= 10
-		{6 * time.Second, false}, // 12 > 10: slow pulls keep the cap strict
-		{30 * time.Second, false},
-	} {
-		r.work = tc.work
-		if got := r.littleAllows(now); got != tc.want {
-			t.Errorf("work %s: littleAllows = %v, want %v", tc.work, got, tc.want)
-		}
-	}
-	if len(r.podTimes) != 20 {
-		t.Errorf("%d pod times kept, want the 20 of the last 10 s", len(r.podTimes))
-	}
-}
-
 // In a small run the report the worker prints to its log finishes the node
 // before the container status carries it: here the status never does.
 func TestRunFollowsTheWorkerLog(t *testing.T) {

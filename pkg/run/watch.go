@@ -215,8 +215,7 @@ func (r *runner) onPod(ctx context.Context, obj any, deleted bool) {
 	if st.podSeen.IsZero() && !st.created.IsZero() {
 		st.podSeen = time.Now()
 		r.podless--
-		r.podTimes = append(r.podTimes, st.podSeen)
-		r.lastPod = st.podSeen
+		r.pace.PodAppeared(st.podSeen)
 	}
 	if st.podName != pod.Name {
 		delete(r.byPod, st.podName)
