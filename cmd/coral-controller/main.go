@@ -40,7 +40,8 @@ func Run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&o.WorkerImage, "worker-image", version.DefaultWorkerImage(), "image of the worker that runs on each node ($"+version.EnvWorkerImage+" overrides the default)")
 	var pullSecrets stringList
 	fs.Var(&pullSecrets, "worker-image-pull-secret", "image pull secret for the worker image, in each object's namespace (repeatable)")
-	fs.IntVar(&o.MaxJobsInFlight, "max-jobs-in-flight", o.MaxJobsInFlight, "Jobs running at once across every object")
+	fs.IntVar(&o.MaxJobsInFlight, "max-jobs-in-flight", o.MaxJobsInFlight, "worker pods running at once across every object (Jobs waiting for the Job controller to make their pods may exceed it: see --jobs-ahead)")
+	fs.IntVar(&o.JobsAhead, "jobs-ahead", o.JobsAhead, "Jobs that may wait for a backlogged Job controller beyond the caps, while the pods it makes stay within them at its pace (0: no bound beyond that rule, negative: none, the caps count Jobs)")
 	fs.DurationVar(&o.RetryBase, "retry-base", o.RetryBase, "first wait before a failed node is retried (doubles per failure)")
 	fs.DurationVar(&o.RetryMax, "retry-max", o.RetryMax, "longest wait before a failed node is retried")
 	leaderElect := fs.Bool("leader-elect", true, "elect a leader, so several replicas are safe")
@@ -69,6 +70,10 @@ func Run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	cfg.UserAgent = "coral-controller/" + version.Version
+	// A node costs the controller about 3 writes (its Job, its record, the
+	// Job's delete) and the Job controller makes ~8 pods/s at its own
+	// defaults (bench-scale, docs/scale.md): 50/s keeps up with that twice
+	// over, and the burst lets a reconcile's createsPerSync go at once.
 	cfg.QPS, cfg.Burst = 50, 100
 	leaseDuration, renew := 15*time.Second, 10*time.Second
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
@@ -97,7 +102,7 @@ func Run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := mgr.AddReadyzCheck("ping", healthz.Ping); err != nil {
 		return err
 	}
-	log.Info("starting", "version", version.Version, "workerImage", o.WorkerImage, "maxJobsInFlight", o.MaxJobsInFlight)
+	log.Info("starting", "version", version.Version, "workerImage", o.WorkerImage, "maxJobsInFlight", o.MaxJobsInFlight, "jobsAhead", o.JobsAhead)
 	return mgr.Start(ctx)
 }
 

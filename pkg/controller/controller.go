@@ -20,6 +20,7 @@ import (
 	coralv1 "github.com/coral-dev/coral/pkg/apis/coral/v1alpha1"
 	"github.com/coral-dev/coral/pkg/jobs"
 	"github.com/coral-dev/coral/pkg/plan"
+	"github.com/coral-dev/coral/pkg/run"
 	"github.com/google/go-containerregistry/pkg/authn"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -60,8 +61,16 @@ type Options struct {
 	// WorkerPullSecrets are image pull secrets for the worker image, by
 	// name, in each object's namespace (missing ones are ignored by kubelet).
 	WorkerPullSecrets []string
-	// MaxJobsInFlight caps Jobs running at once across every object.
+	// MaxJobsInFlight caps the worker pods running at once across every
+	// object, as an object's maxNodesInFlight caps its own. Jobs still
+	// waiting for the Job controller to make their pods pull nothing: by
+	// run.Pacer's rule, more may wait while the Job controller is
+	// backlogged and the pods stay within the caps at the pace it makes
+	// them.
 	MaxJobsInFlight int
+	// JobsAhead bounds those waiting Jobs beyond the caps: 0 (default) no
+	// bound beyond run.Pacer's rule, negative none (the caps count Jobs).
+	JobsAhead int
 	// JobTTL removes finished Jobs should the controller not (a safety net).
 	JobTTL time.Duration
 	// RetryBase and RetryMax bound the backoff of a node that failed.
@@ -148,8 +157,23 @@ type shared struct {
 	admitted map[string]time.Time
 	// statusWritten: when each object's status was last written.
 	statusWritten map[types.UID]time.Time
-	// lastPod: the newest worker pod seen of each object (nodeClock).
-	lastPod map[types.UID]time.Time
+	// pacers: each object's flow control (maxNodesInFlight, Jobs ahead)
+	// and the newest worker pod it has seen (nodeClock); global is the
+	// same across every object (MaxJobsInFlight).
+	pacers map[types.UID]*objectPace
+	global *run.Pacer
+}
+
+// objectPace is an object's run.Pacer and the worker pods it has been
+// told of in the last minute, so a pod listed by every reconcile counts
+// once.
+type objectPace struct {
+	*run.Pacer
+	seen    map[types.UID]time.Time
+	touched time.Time // when a reconcile last used it
+	// explained pod-less Jobs had their events read since explainedAt.
+	explained   int
+	explainedAt time.Time
 }
 
 // admissionTTL is how long an object's admitted worker is trusted before
@@ -179,7 +203,8 @@ func Setup(mgr manager.Manager, o Options) error {
 		opts: o, scheme: mgr.GetScheme(), client: mgr.GetClient(), apiReader: mgr.GetAPIReader(), clientset: cs,
 		events:  mgr.GetEventRecorder(ManagedBy),
 		created: map[string]expectedJob{}, records: map[string]*coralv1.PrefetchNode{}, deleted: map[string]time.Time{},
-		admitted: map[string]time.Time{}, statusWritten: map[types.UID]time.Time{}, lastPod: map[types.UID]time.Time{},
+		admitted: map[string]time.Time{}, statusWritten: map[types.UID]time.Time{}, pacers: map[types.UID]*objectPace{},
+		global: run.NewPacer(o.MaxJobsInFlight, o.JobsAhead),
 	}
 	if err := (&ImagePrefetchReconciler{sh: sh}).setup(mgr); err != nil {
 		return err
@@ -209,22 +234,46 @@ func (s *shared) expire(now time.Time) {
 			delete(s.statusWritten, k)
 		}
 	}
-	for k, v := range s.lastPod {
-		if now.Sub(v) > 25*time.Hour { // past the longest nodeTimeout
-			delete(s.lastPod, k)
+	for k, p := range s.pacers {
+		if now.Sub(p.touched) > 25*time.Hour { // past the longest nodeTimeout
+			delete(s.pacers, k)
 		}
 	}
 }
 
+// inFlight is every object's Jobs in flight, as jobsInFlight counts them.
+type inFlight struct {
+	byNode map[string][]string // Jobs per node
+	total  int
+	// podless of them have no worker pod yet; backlogged: one of those has
+	// waited jobBacklogAfter for the Job controller.
+	podless    int
+	backlogged bool
+}
+
+// jobBacklogAfter is how long a Job may wait for its pod before the Job
+// controller counts as backlogged (run.Pacer): the engine's second, plus
+// the second creation timestamps are truncated to.
+const jobBacklogAfter = 2 * time.Second
+
 // jobsInFlight lists the controller's Jobs (all objects), merging the
 // cache with Jobs created but not yet seen and dropping Jobs deleted but
-// still cached. It returns Jobs per node and the total. Call with mu held.
-func (s *shared) jobsInFlight(ctx context.Context) (map[string][]string, int, error) {
+// still cached, and which of them have a pod. Call with mu held.
+func (s *shared) jobsInFlight(ctx context.Context, now time.Time) (*inFlight, error) {
 	var list batchv1.JobList
-	if err := s.client.List(ctx, &list, client.MatchingLabels{jobs.LabelManagedBy: ManagedBy}); err != nil {
-		return nil, 0, err
+	if err := s.client.List(ctx, &list, client.MatchingLabels{jobs.LabelManagedBy: ManagedBy}, client.UnsafeDisableDeepCopy); err != nil {
+		return nil, err
 	}
-	byNode := map[string][]string{}
+	var podList corev1.PodList
+	if err := s.client.List(ctx, &podList, client.MatchingLabels{jobs.LabelManagedBy: ManagedBy}, client.UnsafeDisableDeepCopy); err != nil {
+		return nil, err
+	}
+	hasPod := make(map[string]bool, len(podList.Items))
+	for i := range podList.Items {
+		p := &podList.Items[i]
+		hasPod[p.Namespace+"/"+p.Labels[batchv1.JobNameLabel]] = true
+	}
+	f := &inFlight{byNode: map[string][]string{}}
 	seen := map[string]bool{}
 	for i := range list.Items {
 		j := &list.Items[i]
@@ -233,7 +282,13 @@ func (s *shared) jobsInFlight(ctx context.Context) (map[string][]string, int, er
 		if _, gone := s.deleted[key]; gone || j.DeletionTimestamp != nil {
 			continue
 		}
-		byNode[j.Annotations[jobs.AnnotationNode]] = append(byNode[j.Annotations[jobs.AnnotationNode]], key)
+		node := j.Annotations[jobs.AnnotationNode]
+		f.byNode[node] = append(f.byNode[node], key)
+		f.total++
+		if !hasPod[key] {
+			f.podless++
+			f.backlogged = f.backlogged || now.Sub(j.CreationTimestamp.Time) > jobBacklogAfter
+		}
 	}
 	for key, e := range s.created {
 		// Seen by the cache, or already read and deleted by us (a quick Job
@@ -242,11 +297,10 @@ func (s *shared) jobsInFlight(ctx context.Context) (map[string][]string, int, er
 			delete(s.created, key)
 			continue
 		}
-		byNode[e.node] = append(byNode[e.node], key)
+		f.byNode[e.node] = append(f.byNode[e.node], key)
+		f.total++
+		f.podless++
+		f.backlogged = f.backlogged || now.Sub(e.at) > jobBacklogAfter
 	}
-	n := 0
-	for _, v := range byNode {
-		n += len(v)
-	}
-	return byNode, n, nil
+	return f, nil
 }

@@ -54,8 +54,12 @@ type outcome struct {
 	desired, ready, failed, inFlight, skipped int32
 	// waiting nodes need a Job but got none yet (caps, one Job per node).
 	waiting int
-	failing []coralv1.NodeMessage
-	skips   []coralv1.NodeMessage
+	// podless of the inFlight Jobs have no pod yet; backlogged: one of
+	// them has waited jobBacklogAfter for it.
+	podless    int
+	backlogged bool
+	failing    []coralv1.NodeMessage
+	skips      []coralv1.NodeMessage
 	// blocked is set when Jobs cannot be created at all (reason, message).
 	blockedReason, blockedMessage string
 	created                       int
@@ -90,7 +94,7 @@ func (s *shared) sync(ctx context.Context, tg *target) (*outcome, error) {
 	if err := s.client.List(ctx, &podList, client.InNamespace(ns), client.MatchingLabels{LabelPrefetchUID: uid}); err != nil {
 		return nil, err
 	}
-	s.notePods(tg.obj.GetUID(), podList.Items)
+	s.notePods(tg, podList.Items)
 	podOf := map[string]*corev1.Pod{}
 	for i := range podList.Items {
 		pod := &podList.Items[i]
@@ -147,6 +151,10 @@ func (s *shared) sync(ctx context.Context, tg *target) (*outcome, error) {
 		if j := jobOf[t.Node]; j != nil {
 			if socketOf(j) == "" || socketOf(j) == t.RuntimeSocket {
 				out.inFlight++
+				if podOf[j.Name] == nil {
+					out.podless++
+					out.backlogged = out.backlogged || now.Sub(j.CreationTimestamp.Time) > jobBacklogAfter
+				}
 				continue
 			}
 			// The node's runtime socket changed (e.g. its cri-socket
@@ -336,24 +344,32 @@ func (s *shared) backoff(attempts int32) time.Duration {
 
 // start creates Jobs for nodes with missing items, within the caps: the
 // object's maxNodesInFlight, the controller's MaxJobsInFlight across every
-// object, and one Job per node at a time.
+// object — each a run.Pacer, the CLI's rule: worker pods within the cap,
+// more Jobs only while the Job controller is behind — and one Job per node
+// at a time. At most createsPerSync at a time, so the results of finished
+// Jobs are not kept waiting behind a thousand creates.
 func (s *shared) start(ctx context.Context, tg *target, cands []attemptTask, out *outcome) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.expire(time.Now())
-	byNode, total, err := s.jobsInFlight(ctx)
+	now := time.Now()
+	s.expire(now)
+	f, err := s.jobsInFlight(ctx, now)
 	if err != nil {
 		return err
 	}
-	limit := int(tg.run.MaxNodesInFlight)
-	if limit <= 0 {
-		limit = 20
-	}
-	mine := int(out.inFlight)
+	mine := s.pacer(tg)
+	mine.Update(now, out.backlogged)
+	s.global.Update(now, f.backlogged)
 	admitKey := fmt.Sprintf("%s/%d", tg.obj.GetUID(), tg.obj.GetGeneration())
+	created := 0
 	for _, c := range cands {
-		if len(byNode[c.task.Node]) > 0 || total >= s.opts.MaxJobsInFlight || mine >= limit {
+		if len(f.byNode[c.task.Node]) > 0 || !s.global.Allows(f.total, f.podless) || !mine.Allows(int(out.inFlight), out.podless) {
 			out.waiting++
+			continue
+		}
+		if created == createsPerSync {
+			out.waiting++
+			out.after(time.Second)
 			continue
 		}
 		job := s.jobFor(tg, c.task, c.attempts)
@@ -378,13 +394,36 @@ func (s *shared) start(ctx context.Context, tg *target, cands []attemptTask, out
 		default:
 			out.created++
 		}
+		created++
 		s.created[key] = expectedJob{node: c.task.Node, namespace: job.Namespace, at: time.Now()}
-		byNode[c.task.Node] = append(byNode[c.task.Node], key)
-		total++
-		mine++
+		f.byNode[c.task.Node] = append(f.byNode[c.task.Node], key)
+		f.total++
+		f.podless++
 		out.inFlight++
+		out.podless++
 	}
 	return nil
+}
+
+// createsPerSync bounds the Jobs one reconcile creates (a second at the
+// client's QPS); the rest wait a second, or the next reconcile.
+const createsPerSync = 50
+
+// pacer returns an object's run.Pacer, its limits set from the object's
+// spec; s.mu held.
+func (s *shared) pacer(tg *target) *objectPace {
+	p := s.pacers[tg.obj.GetUID()]
+	if p == nil {
+		p = &objectPace{Pacer: run.NewPacer(1, 0), seen: map[types.UID]time.Time{}}
+		s.pacers[tg.obj.GetUID()] = p
+	}
+	limit := int(tg.run.MaxNodesInFlight)
+	if limit <= 0 {
+		limit = 20
+	}
+	p.SetLimits(limit, s.opts.JobsAhead)
+	p.touched = time.Now()
+	return p
 }
 
 // jobFor builds a node's Job with the CLI's builder, then marks it as the
@@ -425,7 +464,9 @@ func (s *shared) collect(ctx context.Context, tg *target, j *batchv1.Job, pod *c
 	var res run.NodeResult
 	ok := false
 	if pod != nil {
-		res, ok = run.ReadWorkerPod(s.clientset, pod, nj)
+		if res, ok = run.ReadWorkerPod(s.clientset, pod, nj); ok {
+			s.noteReport(tg, pod, now)
+		}
 	}
 	if !ok {
 		timeout := durationOr(tg.run.NodeTimeout, 15*time.Minute)
@@ -433,7 +474,7 @@ func (s *shared) collect(ctx context.Context, tg *target, j *batchv1.Job, pod *c
 		case jobFailed(j) != "":
 			res, ok = run.FailedNode(nj, "the worker Job failed: "+jobFailed(j)), true
 		case now.Sub(s.nodeClock(tg, j, pod)) > timeout+30*time.Second:
-			res, ok = run.FailedNode(nj, fmt.Sprintf("no report within nodeTimeout (%s)%s", timeout, s.noPodReason(ctx, j, pod))), true
+			res, ok = run.FailedNode(nj, fmt.Sprintf("no report within nodeTimeout (%s)%s", timeout, s.noPodReason(ctx, tg, j, pod, now))), true
 		}
 	}
 	if !ok {
@@ -465,31 +506,61 @@ func (s *shared) nodeClock(tg *target, j *batchv1.Job, pod *corev1.Pod) time.Tim
 		podAt = pod.CreationTimestamp.Time
 	}
 	s.mu.Lock()
-	last := s.lastPod[tg.obj.GetUID()]
+	last := s.pacer(tg).LastPod()
 	s.mu.Unlock()
 	return run.TimeoutStart(j.CreationTimestamp.Time, podAt, last)
 }
 
-// notePods remembers the newest worker pod an object's Jobs have made
-// (its pods are deleted with their Jobs, so the cache alone forgets).
-func (s *shared) notePods(uid types.UID, pods []corev1.Pod) {
-	var newest time.Time
-	for i := range pods {
-		if t := pods[i].CreationTimestamp.Time; t.After(newest) {
-			newest = t
-		}
-	}
+// notePods tells the object's pacer (and the global one) of its worker
+// pods not seen before: when they appeared, for the pace of Little's law
+// and the newest for nodeClock (its pods are deleted with their Jobs, so
+// the cache alone forgets). pods is every pod of the object.
+func (s *shared) notePods(tg *target, pods []corev1.Pod) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if newest.After(s.lastPod[uid]) {
-		s.lastPod[uid] = newest
+	p := s.pacer(tg)
+	seen := make(map[types.UID]time.Time, len(pods))
+	for i := range pods {
+		pod := &pods[i]
+		at := pod.CreationTimestamp.Time
+		if _, ok := p.seen[pod.UID]; !ok {
+			p.PodAppeared(at)
+			s.global.PodAppeared(at)
+		}
+		seen[pod.UID] = at
 	}
+	p.seen = seen
 }
 
-// noPodReason explains a Job that never got a pod (quota, admission).
-func (s *shared) noPodReason(ctx context.Context, j *batchv1.Job, pod *corev1.Pod) string {
+// noteReport tells the pacers how long a worker took from its pod's
+// creation to the report read now.
+func (s *shared) noteReport(tg *target, pod *corev1.Pod, now time.Time) {
+	took := now.Sub(pod.CreationTimestamp.Time)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pacer(tg).Reported(took)
+	s.global.Reported(took)
+}
+
+// noPodReason explains a Job that never got a pod (quota, admission) by
+// its newest event: for at most noPodExplained Jobs of an object a minute,
+// so a Job controller that made no pods for a thousand Jobs costs a few
+// reads, not a thousand.
+func (s *shared) noPodReason(ctx context.Context, tg *target, j *batchv1.Job, pod *corev1.Pod, now time.Time) string {
 	if pod != nil {
 		return ""
+	}
+	s.mu.Lock()
+	p := s.pacer(tg)
+	if now.Sub(p.explainedAt) > time.Minute {
+		p.explainedAt, p.explained = now, 0
+	}
+	ask := p.explained < noPodExplained
+	p.explained++
+	s.mu.Unlock()
+	hint := fmt.Sprintf(": the Job never got a pod (see its events: kubectl get events -n %s --field-selector involvedObject.kind=Job)", j.Namespace)
+	if !ask {
+		return hint
 	}
 	evs, err := s.clientset.CoreV1().Events(j.Namespace).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.kind=Job,involvedObject.name=" + j.Name})
 	if err != nil || len(evs.Items) == 0 {
@@ -498,6 +569,10 @@ func (s *shared) noPodReason(ctx context.Context, j *batchv1.Job, pod *corev1.Po
 	last := evs.Items[len(evs.Items)-1]
 	return ": the Job never got a pod (" + last.Reason + ": " + last.Message + ")"
 }
+
+// noPodExplained is how many pod-less Jobs of an object a minute get their
+// events read (run's lateExplained is the CLI's).
+const noPodExplained = 3
 
 func (s *shared) deleteJob(ctx context.Context, j *batchv1.Job) error {
 	err := s.client.Delete(ctx, j, client.PropagationPolicy(metav1.DeletePropagationBackground))

@@ -8,11 +8,13 @@ import (
 	"context"
 	coralv1 "github.com/coral-dev/coral/pkg/apis/coral/v1alpha1"
 	"github.com/coral-dev/coral/pkg/plan"
+	"github.com/coral-dev/coral/pkg/run"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -198,32 +200,70 @@ func TestCacheTransforms(t *testing.T) {
 // a pod counts from its creation or the object's newest pod, whichever is
 // later: a Job queued behind a busy Job controller is not the node's fault.
 func TestNodeClock(t *testing.T) {
-	s := &shared{lastPod: map[types.UID]time.Time{}}
+	s := &shared{pacers: map[types.UID]*objectPace{}, global: run.NewPacer(50, 0)}
 	tg := &target{obj: &coralv1.ImagePrefetch{ObjectMeta: metav1.ObjectMeta{UID: "u1"}}}
 	t0 := time.Now().Add(-time.Hour).Truncate(time.Second)
 	at := func(d time.Duration) metav1.Time { return metav1.NewTime(t0.Add(d)) }
+	podAt := func(uid string, d time.Duration) corev1.Pod {
+		return corev1.Pod{ObjectMeta: metav1.ObjectMeta{UID: types.UID(uid), CreationTimestamp: at(d)}}
+	}
 	job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{CreationTimestamp: at(0)}}
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{CreationTimestamp: at(40 * time.Second)}}
-	if got := s.nodeClock(tg, job, pod); !got.Equal(t0.Add(40 * time.Second)) {
+	pod := podAt("p0", 40*time.Second)
+	if got := s.nodeClock(tg, job, &pod); !got.Equal(t0.Add(40 * time.Second)) {
 		t.Errorf("with a pod: %s, want the pod's creation", got.Sub(t0))
 	}
 	if got := s.nodeClock(tg, job, nil); !got.Equal(t0) {
 		t.Errorf("no pod, no pod seen: %s, want the Job's creation", got.Sub(t0))
 	}
 	// The Job controller made other pods of the object after this Job.
-	s.notePods("u1", []corev1.Pod{{ObjectMeta: metav1.ObjectMeta{CreationTimestamp: at(70 * time.Second)}}, {ObjectMeta: metav1.ObjectMeta{CreationTimestamp: at(20 * time.Second)}}})
+	s.notePods(tg, []corev1.Pod{podAt("p1", 70*time.Second), podAt("p2", 20*time.Second)})
 	if got := s.nodeClock(tg, job, nil); !got.Equal(t0.Add(70 * time.Second)) {
 		t.Errorf("no pod, newer pods of the object: %s, want the newest pod's creation (70s)", got.Sub(t0))
 	}
 	// Pods deleted with their Jobs leave the cache: the newest stays known.
-	s.notePods("u1", nil)
+	s.notePods(tg, nil)
 	if got := s.nodeClock(tg, job, nil); !got.Equal(t0.Add(70 * time.Second)) {
 		t.Errorf("after the pods left the cache: %s, want 70s", got.Sub(t0))
 	}
 	// Another object's pods do not move this one's clock.
-	s.notePods("u2", []corev1.Pod{{ObjectMeta: metav1.ObjectMeta{CreationTimestamp: at(90 * time.Second)}}})
+	other := &target{obj: &coralv1.ImagePrefetch{ObjectMeta: metav1.ObjectMeta{UID: "u2"}}}
+	s.notePods(other, []corev1.Pod{podAt("p3", 90*time.Second)})
 	if got := s.nodeClock(tg, job, nil); !got.Equal(t0.Add(70 * time.Second)) {
 		t.Errorf("another object's pod moved the clock to %s", got.Sub(t0))
+	}
+}
+
+// A pod listed by every reconcile counts once in an object's pace (and the
+// global one): the rate of Little's law is of pods appearing, not listed.
+func TestNotePodsCountsEachPodOnce(t *testing.T) {
+	s := &shared{pacers: map[types.UID]*objectPace{}, global: run.NewPacer(50, 0)}
+	tg := &target{obj: &coralv1.ImagePrefetch{ObjectMeta: metav1.ObjectMeta{UID: "u1"}}, run: coralv1.RunSettings{MaxNodesInFlight: 2}}
+	now := time.Now()
+	pods := func(uids ...string) []corev1.Pod {
+		var out []corev1.Pod
+		for _, u := range uids {
+			out = append(out, corev1.Pod{ObjectMeta: metav1.ObjectMeta{UID: types.UID(u), CreationTimestamp: metav1.NewTime(now)}})
+		}
+		return out
+	}
+	// Two reconciles list the same two pods, a third adds one: 3 pods in
+	// 10 s (0.3/s), each reporting after 5 s: 1.5 workers at once, under
+	// the cap of 2, so Jobs may wait ahead once the Job controller lags.
+	s.notePods(tg, pods("a", "b"))
+	s.notePods(tg, pods("a", "b"))
+	s.notePods(tg, pods("a", "b", "c"))
+	p := s.pacer(tg)
+	p.Reported(5 * time.Second)
+	if !p.Update(now, true) || !p.Allows(3, 2) {
+		t.Errorf("3 pods seen once each should allow Jobs ahead (%s)", p)
+	}
+	// Had every listing counted (7 pods: 3.5 at once), the cap would hold.
+	s.notePods(tg, pods("d", "e", "f", "g"))
+	if p.Update(now, true); p.Allows(3, 2) {
+		t.Errorf("7 pods at 5 s each exceed the cap of 2 at once, yet Jobs ahead are allowed (%s)", p)
+	}
+	if g := s.global.String(); !strings.Contains(g, "pods10s=7") {
+		t.Errorf("global pace %s, want the 7 pods counted once", g)
 	}
 }
 
@@ -261,5 +301,35 @@ func TestEnqueueAfter(t *testing.T) {
 	}
 	if q.Len() != 2 {
 		t.Errorf("%d requests ready after the window, want 2 (a, merged; b)", q.Len())
+	}
+}
+
+// A Job controller that made no pod for many Jobs costs a few events
+// lists a minute per object, not one per Job.
+func TestNoPodReasonIsBounded(t *testing.T) {
+	cs := fake.NewClientset(&corev1.Event{
+		ObjectMeta:     metav1.ObjectMeta{Name: "e1", Namespace: "ns"},
+		InvolvedObject: corev1.ObjectReference{Kind: "Job", Name: "j"},
+		Reason:         "FailedCreate", Message: "exceeded quota",
+	})
+	s := &shared{clientset: cs, pacers: map[types.UID]*objectPace{}, global: run.NewPacer(50, 0)}
+	tg := &target{obj: &coralv1.ImagePrefetch{ObjectMeta: metav1.ObjectMeta{UID: "u1"}}}
+	job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "j", Namespace: "ns"}}
+	now := time.Now()
+	for i := range 10 {
+		msg := s.noPodReason(context.Background(), tg, job, nil, now)
+		explained := strings.Contains(msg, "FailedCreate: exceeded quota")
+		if explained != (i < noPodExplained) {
+			t.Errorf("Job %d: %q (explained %v, want %v)", i, msg, explained, i < noPodExplained)
+		}
+	}
+	if n := len(cs.Actions()); n != noPodExplained {
+		t.Errorf("%d reads for 10 pod-less Jobs, want %d", n, noPodExplained)
+	}
+	if msg := s.noPodReason(context.Background(), tg, job, nil, now.Add(61*time.Second)); !strings.Contains(msg, "FailedCreate") {
+		t.Errorf("a minute later: %q, want the Job's event again", msg)
+	}
+	if msg := s.noPodReason(context.Background(), tg, job, &corev1.Pod{}, now); msg != "" {
+		t.Errorf("a Job with a pod: %q, want nothing", msg)
 	}
 }

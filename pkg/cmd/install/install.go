@@ -89,7 +89,7 @@ controller is ready. Run it again to upgrade to this plugin's version.`,
 	f.StringVar(&o.ControllerImage, "controller-image", o.ControllerImage, "image of the controller; $"+EnvControllerImage+" overrides the default")
 	f.StringVar(&o.WorkerImage, "worker-image", o.WorkerImage, "image of the worker the controller runs on nodes; $"+version.EnvWorkerImage+" overrides the default")
 	f.Int32Var(&o.Replicas, "replicas", o.Replicas, "controller replicas (one leads, the others stand by)")
-	f.IntVar(&o.MaxJobsInFlight, "max-jobs-in-flight", o.MaxJobsInFlight, "Jobs the controller runs at once across every object")
+	f.IntVar(&o.MaxJobsInFlight, "max-jobs-in-flight", o.MaxJobsInFlight, "worker pods the controller runs at once across every object (Jobs waiting for a backlogged Job controller may exceed it)")
 	f.BoolVar(&o.HostNetwork, "host-network", false, "run the controller in the node's network (for clusters whose pods cannot reach the service network)")
 	f.StringVar(&o.APIServer, "api-server", "", "HOST:PORT the controller uses to reach the API server instead of the kubernetes Service")
 	f.Int32Var(&o.MetricsPort, "metrics-port", o.MetricsPort, "port of the controller's Prometheus metrics (0 disables them)")

@@ -40,9 +40,12 @@ type Nodes struct {
 
 // RunSettings bound how a prefetch runs on nodes.
 type RunSettings struct {
-	// maxNodesInFlight caps this object's nodes whose Job runs at once (the
-	// controller also has a cap across all objects, and never gives one node
-	// more than one Job at a time).
+	// maxNodesInFlight caps this object's nodes whose worker pod runs at
+	// once (the controller also has a cap across all objects, and never
+	// gives one node more than one Job at a time). Jobs still waiting for a
+	// backlogged Job controller to make their pods pull nothing and may
+	// exceed it, while the pods it makes stay within the cap at its pace
+	// (the controller's --jobs-ahead).
 	// +optional
 	// +kubebuilder:default=20
 	// +kubebuilder:validation:Minimum=1
