@@ -115,11 +115,45 @@ func CacheOptions() cache.Options {
 	return cache.Options{
 		DefaultTransform: cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
-			&batchv1.Job{}: {Label: own},
-			&corev1.Pod{}:  {Label: own},
+			&batchv1.Job{}: {Label: own, Transform: slimJob},
+			&corev1.Pod{}:  {Label: own, Transform: slimPod},
 			&corev1.Node{}: {Transform: slimNode},
 		},
 	}
+}
+
+// slimJob is the Job cache's transform: the metadata (labels, the node
+// and items annotations, owner, timestamps), the runtime socket volume
+// socketOf reads and the conditions jobFailed reads — not the pod template,
+// most of a Job's bytes. Cached Jobs are only read and deleted, never
+// written back.
+func slimJob(obj any) (any, error) {
+	j, ok := obj.(*batchv1.Job)
+	if !ok {
+		return obj, nil
+	}
+	slim := &batchv1.Job{ObjectMeta: j.ObjectMeta, Status: batchv1.JobStatus{Conditions: j.Status.Conditions}}
+	slim.ManagedFields = nil
+	for _, v := range j.Spec.Template.Spec.Volumes {
+		if v.Name == "cri-socket" {
+			slim.Spec.Template.Spec.Volumes = []corev1.Volume{v}
+		}
+	}
+	return slim, nil
+}
+
+// slimPod is the worker pod cache's transform: run.SlimWorkerPod, what
+// ReadWorkerPod reads, and the metadata (labels select an object's pods,
+// the creation time paces and times them). Never written back.
+func slimPod(obj any) (any, error) {
+	pod, ok := obj.(*corev1.Pod)
+	if !ok {
+		return obj, nil
+	}
+	slim := run.SlimWorkerPod(pod)
+	slim.ObjectMeta = pod.ObjectMeta
+	slim.ManagedFields = nil
+	return slim, nil
 }
 
 // slimNode is the Node cache's transform. The controller never writes a

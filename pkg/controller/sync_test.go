@@ -7,6 +7,7 @@ import (
 
 	"context"
 	coralv1 "github.com/coral-dev/coral/pkg/apis/coral/v1alpha1"
+	"github.com/coral-dev/coral/pkg/jobs"
 	"github.com/coral-dev/coral/pkg/plan"
 	"github.com/coral-dev/coral/pkg/run"
 	batchv1 "k8s.io/api/batch/v1"
@@ -331,5 +332,51 @@ func TestNoPodReasonIsBounded(t *testing.T) {
 	}
 	if msg := s.noPodReason(context.Background(), tg, job, &corev1.Pod{}, now); msg != "" {
 		t.Errorf("a Job with a pod: %q, want nothing", msg)
+	}
+}
+
+// The Job and pod caches keep what the controller reads of them — the
+// Job's metadata, runtime socket and conditions, the pod's metadata and
+// worker status — and drop the pod template and spec.
+func TestSlimJobAndPod(t *testing.T) {
+	meta := metav1.ObjectMeta{
+		Name: "j", Namespace: "ns", CreationTimestamp: metav1.Now(), ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kcm"}},
+		Labels:      map[string]string{LabelPrefetchUID: "u1", batchv1.JobNameLabel: "j"},
+		Annotations: map[string]string{jobs.AnnotationNode: "n1", AnnotationItems: `[{"ref":"a:1"}]`},
+	}
+	job := &batchv1.Job{ObjectMeta: meta}
+	job.Spec.Template.Spec.Containers = []corev1.Container{{Name: jobs.ContainerName, Args: []string{"--image=a:1"}}}
+	job.Spec.Template.Spec.Volumes = []corev1.Volume{
+		{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+		{Name: "cri-socket", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/run/containerd/containerd.sock"}}},
+	}
+	job.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, Reason: "DeadlineExceeded"}}
+	got, err := slimJob(job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sj := got.(*batchv1.Job)
+	if socketOf(sj) != socketOf(job) || jobFailed(sj) != jobFailed(job) || sj.Annotations[AnnotationItems] == "" || sj.Labels[LabelPrefetchUID] != "u1" || !sj.CreationTimestamp.Equal(&job.CreationTimestamp) {
+		t.Errorf("slim Job lost what the controller reads: %+v", sj)
+	}
+	if sj.ManagedFields != nil || len(sj.Spec.Template.Spec.Containers) != 0 {
+		t.Errorf("slim Job kept its managed fields or template: %+v", sj)
+	}
+
+	pod := &corev1.Pod{ObjectMeta: meta, Spec: job.Spec.Template.Spec}
+	pod.Spec.NodeName = "n1"
+	pod.Status.Phase = corev1.PodSucceeded
+	pod.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: jobs.ContainerName, State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{Message: "report"}}}}
+	got, err = slimPod(pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp := got.(*corev1.Pod)
+	if sp.Labels[batchv1.JobNameLabel] != "j" || sp.UID != pod.UID || !sp.CreationTimestamp.Equal(&pod.CreationTimestamp) || sp.Spec.NodeName != "n1" ||
+		sp.Status.Phase != corev1.PodSucceeded || sp.Status.ContainerStatuses[0].State.Terminated.Message != "report" {
+		t.Errorf("slim pod lost what the controller reads: %+v", sp)
+	}
+	if sp.ManagedFields != nil || len(sp.Spec.Containers) != 0 || len(sp.Spec.Volumes) != 0 {
+		t.Errorf("slim pod kept its managed fields or spec: %+v", sp)
 	}
 }

@@ -109,6 +109,13 @@ func slimPod(obj any) (any, error) {
 	if !ok {
 		return obj, nil
 	}
+	return SlimWorkerPod(pod), nil
+}
+
+// SlimWorkerPod is the part of a worker pod the engine and ReadWorkerPod
+// read: its name, node and status (the worker container's only), not its
+// spec. The controller's cache keeps its metadata beside.
+func SlimWorkerPod(pod *corev1.Pod) *corev1.Pod {
 	slim := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
 			Name: pod.Name, Namespace: pod.Namespace, UID: pod.UID, ResourceVersion: pod.ResourceVersion,
@@ -129,7 +136,7 @@ func slimPod(obj any) (any, error) {
 			slim.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: cs.Name, Image: cs.Image, State: cs.State}}
 		}
 	}
-	return slim, nil
+	return slim
 }
 
 // slimEvent keeps what onEvent reads of a Warning event.
