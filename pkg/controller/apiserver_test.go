@@ -167,7 +167,16 @@ func TestReconcileAgainstAPIServer(t *testing.T) {
 			t.Errorf("record %s: %+v", r.Name, r)
 		}
 	}
-	waitFor(t, "no Job left", func() bool { return len(listJobs(t, cl, ns)) == 0 })
+	waitFor(t, "no Job left, finished ones deleted too", func() bool {
+		var l batchv1.JobList
+		must(t, cl.List(ctx, &l, client.InNamespace(ns)))
+		for _, j := range l.Items {
+			if j.DeletionTimestamp == nil {
+				return false
+			}
+		}
+		return true
+	})
 
 	// A node joins: one Job, for it only.
 	addNode(t, cl, "n4", "web")
@@ -272,7 +281,8 @@ func listJobs(t *testing.T, cl client.Client, ns string) []batchv1.Job {
 	must(t, cl.List(context.Background(), &l, client.InNamespace(ns), client.MatchingLabels{jobs.LabelManagedBy: ManagedBy}))
 	var out []batchv1.Job
 	for _, j := range l.Items {
-		if j.DeletionTimestamp == nil {
+		// A finished Job whose result is recorded waits only for its delete.
+		if j.DeletionTimestamp == nil && !jobFinished(&j) {
 			out = append(out, j)
 		}
 	}
@@ -341,6 +351,27 @@ func finishJobPinned(t *testing.T, cl client.Client, j *batchv1.Job, st report.S
 		State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: code, Message: msg, Reason: "Completed", FinishedAt: metav1.Now()}},
 	}}
 	must(t, cl.Status().Update(ctx, pod))
+
+	// The Job controller's bookkeeping: it finishes the Job (the controller
+	// deletes a recorded Job once it is finished).
+	var cur batchv1.Job
+	must(t, cl.Get(ctx, client.ObjectKeyFromObject(j), &cur))
+	now := metav1.Now()
+	cur.Status.StartTime = &now
+	if code == 0 {
+		cur.Status.Succeeded, cur.Status.CompletionTime = 1, &now
+		cur.Status.Conditions = []batchv1.JobCondition{
+			{Type: batchv1.JobSuccessCriteriaMet, Status: corev1.ConditionTrue, LastTransitionTime: now},
+			{Type: batchv1.JobComplete, Status: corev1.ConditionTrue, LastTransitionTime: now},
+		}
+	} else {
+		cur.Status.Failed = 1
+		cur.Status.Conditions = []batchv1.JobCondition{
+			{Type: batchv1.JobFailureTarget, Status: corev1.ConditionTrue, Reason: "BackoffLimitExceeded", LastTransitionTime: now},
+			{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, Reason: "BackoffLimitExceeded", LastTransitionTime: now},
+		}
+	}
+	must(t, cl.Status().Update(ctx, &cur))
 }
 
 // TestAdmissionAskedOncePerObject: the server-side dry run that asks

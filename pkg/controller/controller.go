@@ -185,7 +185,10 @@ type shared struct {
 	// records: PrefetchNodes written but maybe not yet in the cache.
 	records map[string]*coralv1.PrefetchNode
 	// deleted: Jobs deleted but maybe still in the cache.
-	deleted map[string]time.Time
+	// recorded: Jobs whose result is recorded, left to the Job controller
+	// to finish before they are deleted (finishing); not in flight.
+	deleted  map[string]time.Time
+	recorded map[string]time.Time
 	// admitted: when admission last accepted an object's worker (the
 	// server-side dry run before its Jobs), by object UID and generation.
 	admitted map[string]time.Time
@@ -196,6 +199,8 @@ type shared struct {
 	// same across every object (MaxJobsInFlight).
 	pacers map[types.UID]*objectPace
 	global *run.Pacer
+	// debugAt: the last flow-control trace line (run.DebugFlow).
+	debugAt time.Time
 }
 
 // objectPace is an object's run.Pacer and the worker pods it has been
@@ -236,7 +241,7 @@ func Setup(mgr manager.Manager, o Options) error {
 	sh := &shared{
 		opts: o, scheme: mgr.GetScheme(), client: mgr.GetClient(), apiReader: mgr.GetAPIReader(), clientset: cs,
 		events:  mgr.GetEventRecorder(ManagedBy),
-		created: map[string]expectedJob{}, records: map[string]*coralv1.PrefetchNode{}, deleted: map[string]time.Time{},
+		created: map[string]expectedJob{}, records: map[string]*coralv1.PrefetchNode{}, deleted: map[string]time.Time{}, recorded: map[string]time.Time{},
 		admitted: map[string]time.Time{}, statusWritten: map[types.UID]time.Time{}, pacers: map[types.UID]*objectPace{},
 		global: run.NewPacer(o.MaxJobsInFlight, o.JobsAhead),
 	}
@@ -251,6 +256,11 @@ func (s *shared) expire(now time.Time) {
 	for k, v := range s.created {
 		if now.Sub(v.at) > 2*time.Minute {
 			delete(s.created, k)
+		}
+	}
+	for k, v := range s.recorded {
+		if now.Sub(v) > 2*time.Minute { // deleted by now, or the cache lost it
+			delete(s.recorded, k)
 		}
 	}
 	for k, v := range s.deleted {
@@ -273,6 +283,14 @@ func (s *shared) expire(now time.Time) {
 			delete(s.pacers, k)
 		}
 	}
+}
+
+// gone says whether a Job is done with: deleted, or its result recorded
+// (finishing). s.mu held.
+func (s *shared) gone(key string) bool {
+	_, deleted := s.deleted[key]
+	_, recorded := s.recorded[key]
+	return deleted || recorded
 }
 
 // inFlight is every object's Jobs in flight, as jobsInFlight counts them.
@@ -313,7 +331,7 @@ func (s *shared) jobsInFlight(ctx context.Context, now time.Time) (*inFlight, er
 		j := &list.Items[i]
 		key := j.Namespace + "/" + j.Name
 		seen[key] = true
-		if _, gone := s.deleted[key]; gone || j.DeletionTimestamp != nil {
+		if s.gone(key) || j.DeletionTimestamp != nil {
 			continue
 		}
 		node := j.Annotations[jobs.AnnotationNode]
@@ -327,7 +345,7 @@ func (s *shared) jobsInFlight(ctx context.Context, now time.Time) (*inFlight, er
 	for key, e := range s.created {
 		// Seen by the cache, or already read and deleted by us (a quick Job
 		// may come and go between two calls): no longer an expectation.
-		if _, gone := s.deleted[key]; seen[key] || gone {
+		if seen[key] || s.gone(key) {
 			delete(s.created, key)
 			continue
 		}

@@ -665,6 +665,10 @@ var debugEngine = sync.OnceValue(func() io.Writer {
 	return nil
 })
 
+// DebugFlow is CORAL_DEBUG_ENGINE's writer (nil when unset), for the
+// controller's flow-control trace.
+func DebugFlow() io.Writer { return debugEngine() }
+
 // cleanup deletes every worker of the run and the run's Lease. Small runs
 // (and runs without a Lease) delete their workers with one DeleteCollection,
 // the Lease beside it (one round trip, not two, between the last result and
