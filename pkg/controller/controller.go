@@ -259,7 +259,7 @@ func (s *shared) expire(now time.Time) {
 		}
 	}
 	for k, v := range s.recorded {
-		if now.Sub(v) > 2*time.Minute { // deleted by now, or the cache lost it
+		if now.Sub(v) > finishWait+time.Minute { // deleted by now, or the cache lost it
 			delete(s.recorded, k)
 		}
 	}

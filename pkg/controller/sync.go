@@ -524,7 +524,7 @@ func (s *shared) finish(ctx context.Context, j *batchv1.Job, at *metav1.Time, no
 }
 
 // finishWait bounds how long a recorded Job waits for the Job controller.
-const finishWait = time.Minute
+const finishWait = 10 * time.Minute
 
 // podTerminated says whether a worker pod's container has exited (the
 // Job controller will finish its Job on its own).
