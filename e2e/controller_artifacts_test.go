@@ -78,9 +78,10 @@ func TestControllerArtifacts(t *testing.T) {
 	if _, ok := c.artifactLabel(t, batchNode, art); ok {
 		t.Errorf("%s (pool=batch) carries the artifact label", batchNode)
 	}
-	if jobs := c.controllerJobs(t); len(jobs) != 0 {
-		t.Errorf("%d controller Jobs left after Ready", len(jobs))
-	}
+	// A Job goes once the Job controller has finished it (a moment after
+	// its node's record: the controller does not delete a Job the Job
+	// controller still tracks, docs/controller.md), not with Ready.
+	eventually(t, 30*time.Second, "no controller Job left after Ready", func() bool { return len(c.controllerJobs(t)) == 0 })
 
 	const joined = "coral-node-4"
 	// On the local cluster every node's "/" is its own directory (its

@@ -96,9 +96,10 @@ func TestController(t *testing.T) {
 		if len(recs.Items) != 2 {
 			t.Errorf("%d PrefetchNode records, want one per web node", len(recs.Items))
 		}
-		if jobs := c.controllerJobs(t); len(jobs) != 0 {
-			t.Errorf("%d controller Jobs left after Ready", len(jobs))
-		}
+		// A Job goes once the Job controller has finished it (a moment after
+		// its node's record: the controller does not delete a Job the Job
+		// controller still tracks, docs/controller.md), not with Ready.
+		eventually(t, 30*time.Second, "no controller Job left after Ready", func() bool { return len(c.controllerJobs(t)) == 0 })
 	})
 
 	t.Run("a joining node gets the images", func(t *testing.T) {
