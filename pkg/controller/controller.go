@@ -134,10 +134,8 @@ func slimJob(obj any) (any, error) {
 	}
 	slim := &batchv1.Job{ObjectMeta: j.ObjectMeta, Status: batchv1.JobStatus{Conditions: j.Status.Conditions}}
 	slim.ManagedFields = nil
-	for _, v := range j.Spec.Template.Spec.Volumes {
-		if v.Name == "cri-socket" {
-			slim.Spec.Template.Spec.Volumes = []corev1.Volume{v}
-		}
+	if v := socketVolume(j); v != nil {
+		slim.Spec.Template.Spec.Volumes = []corev1.Volume{*v}
 	}
 	return slim, nil
 }
@@ -204,11 +202,11 @@ type shared struct {
 }
 
 // objectPace is an object's run.Pacer and the worker pods it has been
-// told of in the last minute, so a pod listed by every reconcile counts
-// once.
+// told of (the object's pods at its last reconcile), so a pod listed by
+// every reconcile counts once.
 type objectPace struct {
 	*run.Pacer
-	seen    map[types.UID]time.Time
+	seen    map[types.UID]struct{}
 	touched time.Time // when a reconcile last used it
 	// explained pod-less Jobs had their events read since explainedAt.
 	explained   int

@@ -262,12 +262,21 @@ type attemptTask struct {
 // socketOf is the host path of the runtime socket a Job mounts ("" for
 // artifact Jobs, which mount none).
 func socketOf(j *batchv1.Job) string {
-	for _, v := range j.Spec.Template.Spec.Volumes {
-		if v.Name == "cri-socket" && v.HostPath != nil {
-			return v.HostPath.Path
-		}
+	if v := socketVolume(j); v != nil {
+		return v.HostPath.Path
 	}
 	return ""
+}
+
+// socketVolume is the hostPath volume of the runtime socket a Job's pod
+// mounts (jobs.ForTask), or nil.
+func socketVolume(j *batchv1.Job) *corev1.Volume {
+	for i, v := range j.Spec.Template.Spec.Volumes {
+		if v.Name == "cri-socket" && v.HostPath != nil {
+			return &j.Spec.Template.Spec.Volumes[i]
+		}
+	}
+	return nil
 }
 
 func isSkipped(p *plan.Plan, node string) bool {
@@ -425,7 +434,7 @@ const createsPerSync = 50
 func (s *shared) pacer(tg *target) *objectPace {
 	p := s.pacers[tg.obj.GetUID()]
 	if p == nil {
-		p = &objectPace{Pacer: run.NewPacer(1, 0), seen: map[types.UID]time.Time{}}
+		p = &objectPace{Pacer: run.NewPacer(1, 0), seen: map[types.UID]struct{}{}}
 		s.pacers[tg.obj.GetUID()] = p
 	}
 	limit := int(tg.run.MaxNodesInFlight)
@@ -540,22 +549,27 @@ func podTerminated(pod *corev1.Pod) bool {
 	return false
 }
 
+// jobFinished says whether the Job controller has finished a Job.
 func jobFinished(j *batchv1.Job) bool {
-	for _, c := range j.Status.Conditions {
-		if (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed) && c.Status == corev1.ConditionTrue {
-			return true
-		}
-	}
-	return false
+	return jobCondition(j, batchv1.JobComplete) != nil || jobCondition(j, batchv1.JobFailed) != nil
 }
 
+// jobFailed is why a failed Job failed ("" when it did not).
 func jobFailed(j *batchv1.Job) string {
-	for _, c := range j.Status.Conditions {
-		if c.Type == batchv1.JobFailed && c.Status == corev1.ConditionTrue {
-			return strings.TrimSpace(c.Reason + ": " + c.Message)
-		}
+	if c := jobCondition(j, batchv1.JobFailed); c != nil {
+		return strings.TrimSpace(c.Reason + ": " + c.Message)
 	}
 	return ""
+}
+
+// jobCondition is a Job's condition of type t when it is true, or nil.
+func jobCondition(j *batchv1.Job, t batchv1.JobConditionType) *batchv1.JobCondition {
+	for i, c := range j.Status.Conditions {
+		if c.Type == t && c.Status == corev1.ConditionTrue {
+			return &j.Status.Conditions[i]
+		}
+	}
+	return nil
 }
 
 // nodeClock is when a node's nodeTimeout starts: run.TimeoutStart, the
@@ -581,15 +595,14 @@ func (s *shared) notePods(tg *target, pods []corev1.Pod) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p := s.pacer(tg)
-	seen := make(map[types.UID]time.Time, len(pods))
+	seen := make(map[types.UID]struct{}, len(pods))
 	for i := range pods {
 		pod := &pods[i]
-		at := pod.CreationTimestamp.Time
 		if _, ok := p.seen[pod.UID]; !ok {
-			p.PodAppeared(at)
-			s.global.PodAppeared(at)
+			p.PodAppeared(pod.CreationTimestamp.Time)
+			s.global.PodAppeared(pod.CreationTimestamp.Time)
 		}
-		seen[pod.UID] = at
+		seen[pod.UID] = struct{}{}
 	}
 	p.seen = seen
 }
