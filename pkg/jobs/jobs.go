@@ -183,6 +183,29 @@ func secretVolume(name string, sources []corev1.VolumeProjection) corev1.Volume 
 	}
 }
 
+// workerResources is what a worker asks for and may use. The request is
+// small: the images worker waits on the runtime, which pulls and unpacks
+// outside the pod. The CPU limit is one core, not less: a CFS quota stops a
+// process for the rest of its 100 ms period once it has used its share, and
+// the worker's own work comes in bursts. At 250m (before) an images worker,
+// which spends ~40 ms of CPU starting and dialling the socket, was throttled
+// in 16 of 24 periods and took ~175 ms instead of ~90 ms, and an artifact
+// worker hashing 512 MiB as it streams took 3.7–4.4 s instead of 1.1–1.3 s
+// (the worker binary in a v1 CPU cgroup at each quota, docs/scale.md,
+// "Session 12"). One core still bounds what a worker can take from a node.
+func workerResources() corev1.ResourceRequirements {
+	return corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{
+			corev1.ResourceCPU:    resource.MustParse("10m"),
+			corev1.ResourceMemory: resource.MustParse("32Mi"),
+		},
+		Limits: corev1.ResourceList{
+			corev1.ResourceCPU:    resource.MustParse("1"),
+			corev1.ResourceMemory: resource.MustParse("128Mi"),
+		},
+	}
+}
+
 // job is the skeleton every worker Job shares: pinning, least privilege,
 // tolerations, deadlines, labels.
 func job(t plan.Task, s Spec, component string, args []string, volumes []corev1.Volume, mounts []corev1.VolumeMount) *batchv1.Job {
@@ -225,21 +248,12 @@ func job(t plan.Task, s Spec, component string, args []string, volumes []corev1.
 						SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 					},
 					Containers: []corev1.Container{{
-						Name:            ContainerName,
-						Image:           s.WorkerImage,
-						ImagePullPolicy: s.ImagePullPolicy,
-						Args:            args,
-						VolumeMounts:    mounts,
-						Resources: corev1.ResourceRequirements{
-							Requests: corev1.ResourceList{
-								corev1.ResourceCPU:    resource.MustParse("10m"),
-								corev1.ResourceMemory: resource.MustParse("32Mi"),
-							},
-							Limits: corev1.ResourceList{
-								corev1.ResourceCPU:    resource.MustParse("250m"),
-								corev1.ResourceMemory: resource.MustParse("128Mi"),
-							},
-						},
+						Name:                     ContainerName,
+						Image:                    s.WorkerImage,
+						ImagePullPolicy:          s.ImagePullPolicy,
+						Args:                     args,
+						VolumeMounts:             mounts,
+						Resources:                workerResources(),
 						TerminationMessagePath:   corev1.TerminationMessagePathDefault,
 						TerminationMessagePolicy: corev1.TerminationMessageReadFile,
 						SecurityContext: &corev1.SecurityContext{

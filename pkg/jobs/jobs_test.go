@@ -45,6 +45,8 @@ func TestForTaskContracts(t *testing.T) {
 		{"drops all capabilities", len(c.SecurityContext.Capabilities.Drop) == 1 && c.SecurityContext.Capabilities.Drop[0] == "ALL" && len(c.SecurityContext.Capabilities.Add) == 0},
 		{"read-only root filesystem", *c.SecurityContext.ReadOnlyRootFilesystem},
 		{"requests and limits", !c.Resources.Requests.Cpu().IsZero() && !c.Resources.Limits.Memory().IsZero()},
+		// Below a core, the CFS quota stops the worker's start-up and hashing bursts.
+		{"a CPU limit of one core", c.Resources.Limits.Cpu().MilliValue() == 1000},
 		{"run label", j.Labels[LabelRunID] == "a1b2c3" && j.Spec.Template.Labels[LabelRunID] == "a1b2c3"},
 		{"node annotation", j.Annotations[AnnotationNode] == "worker-1"},
 		{"only the socket is mounted", len(ps.Volumes) == 1 && ps.Volumes[0].HostPath.Path == "/run/containerd/containerd.sock" && *ps.Volumes[0].HostPath.Type == corev1.HostPathSocket},
