@@ -15,6 +15,7 @@ import (
 
 	"github.com/coral-dev/coral/pkg/controller"
 	"github.com/coral-dev/coral/pkg/version"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -76,9 +77,13 @@ func Run(ctx context.Context, args []string, stderr io.Writer) error {
 	// over, and the burst lets a reconcile's createsPerSync go at once.
 	cfg.QPS, cfg.Burst = 50, 100
 	leaseDuration, renew := 15*time.Second, 10*time.Second
+	core, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  controller.Scheme(),
-		Cache:                   controller.CacheOptions(),
+		Cache:                   controller.CacheOptions(core.CoreV1().RESTClient()),
 		Metrics:                 metricsserver.Options{BindAddress: *metricsAddr},
 		HealthProbeBindAddress:  *probeAddr,
 		PprofBindAddress:        *pprofAddr,

@@ -20,6 +20,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -57,7 +58,7 @@ func apiServerAssets(t *testing.T) string {
 // startController runs the controller against cfg until the returned stop.
 func startController(t *testing.T, cfg *rest.Config, o Options) func() {
 	t.Helper()
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: Scheme(), Cache: CacheOptions(), Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: Scheme(), Cache: CacheOptions(kubernetes.NewForConfigOrDie(cfg).CoreV1().RESTClient()), Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
 		// A restart in the same process registers the controllers again.
 		Controller: config.Controller{SkipNameValidation: ptr.To(true)}})
 	if err != nil {

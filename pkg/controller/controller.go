@@ -19,6 +19,7 @@ import (
 
 	coralv1 "github.com/coral-dev/coral/pkg/apis/coral/v1alpha1"
 	"github.com/coral-dev/coral/pkg/jobs"
+	"github.com/coral-dev/coral/pkg/nodelist"
 	"github.com/coral-dev/coral/pkg/plan"
 	"github.com/coral-dev/coral/pkg/run"
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -29,6 +30,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -110,16 +113,32 @@ func Scheme() *runtime.Scheme {
 // object keeps its managed fields; and every node of the cluster is kept
 // as the part a plan reads (plan.SlimNode), without the images its kubelet
 // lists — most of a real node's bytes.
-func CacheOptions() cache.Options {
+//
+// core, a client of the core v1 API, lists the nodes for the Node
+// informer one node at a time (nodelist.Slimmed), so its first list never
+// holds every whole node at once: at 1000 simulated nodes of 50 images
+// that list was the controller's peak RSS (docs/scale.md). With core nil
+// the informer lists as client-go does, the answer whole.
+func CacheOptions(core rest.Interface) cache.Options {
 	own := labels.SelectorFromSet(labels.Set{jobs.LabelManagedBy: ManagedBy})
-	return cache.Options{
+	o := cache.Options{
 		DefaultTransform: cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
 			&batchv1.Job{}: {Label: own, Transform: slimJob},
 			&corev1.Pod{}:  {Label: own, Transform: slimPod},
+			// No selector: nodelist.Slimmed lists every node.
 			&corev1.Node{}: {Transform: slimNode},
 		},
 	}
+	if core != nil {
+		o.NewInformer = func(lw toolscache.ListerWatcher, obj runtime.Object, resync time.Duration, idx toolscache.Indexers) toolscache.SharedIndexInformer {
+			if _, ok := obj.(*corev1.Node); ok {
+				lw = &nodelist.Slimmed{Client: core, Watcher: toolscache.ToListerWatcherWithContext(lw), Slim: plan.SlimNode}
+			}
+			return toolscache.NewSharedIndexInformer(lw, obj, resync, idx)
+		}
+	}
+	return o
 }
 
 // slimJob is the Job cache's transform: the metadata (labels, the node

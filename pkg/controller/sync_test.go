@@ -169,7 +169,7 @@ func TestStatusWait(t *testing.T) {
 // The Node cache holds slim nodes (no images, no managed fields) and the
 // other caches drop managed fields.
 func TestCacheTransforms(t *testing.T) {
-	o := CacheOptions()
+	o := CacheOptions(nil)
 	var nodeTransform func(any) (any, error)
 	for obj, by := range o.ByObject {
 		if _, ok := obj.(*corev1.Node); ok {

@@ -1,4 +1,4 @@
-package prefetch
+package nodelist
 
 import (
 	"bytes"
@@ -13,16 +13,16 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 )
 
-// FuzzDecodeNodeList encodes a node list as the API server does, then cuts
+// FuzzDecode encodes a node list as the API server does, then cuts
 // it at a fuzzed byte: the whole answer decodes to exactly its nodes and
 // continue token, and an answer cut short anywhere is an error — never a
 // shorter list taken for the whole. Any bytes at all never panic.
-func FuzzDecodeNodeList(f *testing.F) {
+func FuzzDecode(f *testing.F) {
 	f.Add(3, "web-", "tok", 0, []byte(`{"items":[]}`))
 	f.Add(1, "n", "", 17, []byte(`{"kind":"NodeList","items":[{"metadata":{"name":"a"}}]}`))
 	f.Add(5, "gpu-é", "eyJ2IjoibWV0YS5rOHMuaW8vdjEifQ", 400, []byte(`[`))
 	f.Fuzz(func(t *testing.T, count int, prefix, cont string, cut int, raw []byte) {
-		_, _ = decodeNodeList(bytes.NewReader(raw), func(*corev1.Node) {})
+		_, _ = Decode(bytes.NewReader(raw), func(*corev1.Node) {})
 
 		if !utf8.ValidString(prefix) || !utf8.ValidString(cont) {
 			return // JSON carries text: the encoder would replace the bytes
@@ -45,14 +45,14 @@ func FuzzDecodeNodeList(f *testing.F) {
 		}
 		cut %= len(body) + 1
 		var got []string
-		gotCont, err := decodeNodeList(bytes.NewReader(body[:cut]), func(n *corev1.Node) { got = append(got, n.Name) })
+		meta, err := Decode(bytes.NewReader(body[:cut]), func(n *corev1.Node) { got = append(got, n.Name) })
 		switch {
 		case cut < whole && err == nil:
 			t.Fatalf("cut at %d of %d: no error, %d of %d nodes", cut, len(body), len(got), count)
 		case cut >= whole && err != nil:
 			t.Fatalf("whole answer: %v", err)
-		case cut >= whole && (strings.Join(got, "\x00") != strings.Join(want, "\x00") || gotCont != cont):
-			t.Fatalf("nodes %q continue %q, want %q %q", got, gotCont, want, cont)
+		case cut >= whole && (strings.Join(got, "\x00") != strings.Join(want, "\x00") || meta.Continue != cont):
+			t.Fatalf("nodes %q continue %q, want %q %q", got, meta.Continue, want, cont)
 		}
 	})
 }
