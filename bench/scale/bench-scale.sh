@@ -38,8 +38,10 @@ SCALE_TIME_LIMIT=${SCALE_TIME_LIMIT:-$(default_limit)}
 
 rc=0
 cleanup() {
-  local keep=""
-  if [ "$rc" -ne 0 ]; then
+  # SCALE_KEEP_LOGS=DIR keeps the control plane's logs (audit log included)
+  # in DIR after any run; a failed run keeps them anyway.
+  local keep=${SCALE_KEEP_LOGS:-}
+  if [ "$rc" -ne 0 ] && [ -z "$keep" ]; then
     keep=$repo/_output/scale-logs/$(date +%Y%m%d-%H%M%S)
   fi
   SCALE_KEEP_LOGS=$keep bash e2e/cluster/scale-down.sh || true
