@@ -200,35 +200,25 @@ func (b *bench) header() {
 // window). Quiet is 5 s without a kcm write to a node, read from the audit
 // log.
 func (b *bench) waitNodesQuiet(ctx context.Context, n int) error {
-	t0 := time.Now()
-	deadline := t0.Add(5*time.Minute + time.Duration(n)*100*time.Millisecond)
-	for {
-		if err := b.audit.mark(); err != nil {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(5 * time.Second):
-		}
-		counts, err := b.audit.count()
-		if err != nil {
-			return err
-		}
+	limit := 5*time.Minute + time.Duration(n)*100*time.Millisecond
+	toNodes := func(r requests) int {
 		writes := 0
-		for kind, c := range counts[kcmUser].ByKind {
+		for kind, c := range r.ByKind {
 			if strings.HasSuffix(kind, " nodes") || strings.Contains(kind, " nodes/") {
 				writes += c
 			}
 		}
-		if writes == 0 {
-			logf("kube-controller-manager quiet on the nodes after %.1fs", time.Since(t0).Seconds())
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("kube-controller-manager still wrote %d times to nodes in 5s after %s", writes, time.Since(t0).Round(time.Second))
-		}
+		return writes
 	}
+	waited, writes, err := b.waitKCMQuiet(ctx, 5*time.Second, limit, toNodes)
+	if err != nil {
+		return err
+	}
+	if writes > 0 {
+		return fmt.Errorf("kube-controller-manager still wrote %d times to nodes in 5s after %s", writes, waited.Round(time.Second))
+	}
+	logf("kube-controller-manager quiet on the nodes after %.1fs", waited.Seconds())
+	return nil
 }
 
 // kcmIdle is how long kube-controller-manager must not have written before
@@ -242,30 +232,38 @@ func (b *bench) waitNodesQuiet(ctx context.Context, n int) error {
 const kcmIdle = 2 * time.Second
 
 // waitKCMIdle waits until kube-controller-manager has written nothing for
-// kcmIdle, read from the audit log, and returns how long it waited. After
-// two minutes it gives up waiting (and says so), without failing the run.
+// kcmIdle and returns how long it waited. After two minutes it gives up
+// waiting (and says so), without failing the run.
 func (b *bench) waitKCMIdle(ctx context.Context) (time.Duration, error) {
+	waited, writes, err := b.waitKCMQuiet(ctx, kcmIdle, 2*time.Minute, func(r requests) int { return r.Writes })
+	if err == nil && writes > 0 {
+		logf("kube-controller-manager still wrote %d times in %s after %s; starting the run anyway", writes, kcmIdle, waited.Round(time.Second))
+	}
+	return waited, err
+}
+
+// waitKCMQuiet waits until a window of the audit log holds no
+// kube-controller-manager write that counts (writes of its requests), or
+// until limit has passed. It returns how long it waited and the writes of
+// the last window: 0 when quiet.
+func (b *bench) waitKCMQuiet(ctx context.Context, window, limit time.Duration, counts func(requests) int) (time.Duration, int, error) {
 	t0 := time.Now()
 	for {
 		if err := b.audit.mark(); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		select {
 		case <-ctx.Done():
-			return 0, ctx.Err()
-		case <-time.After(kcmIdle):
+			return 0, 0, ctx.Err()
+		case <-time.After(window):
 		}
-		counts, err := b.audit.count()
+		byUser, err := b.audit.count()
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
-		w := counts[kcmUser].Writes
-		if w == 0 {
-			return time.Since(t0), nil
-		}
-		if time.Since(t0) > 2*time.Minute {
-			logf("kube-controller-manager still wrote %d times in %s after %s; starting the run anyway", w, kcmIdle, time.Since(t0).Round(time.Second))
-			return time.Since(t0), nil
+		writes := counts(byUser[kcmUser])
+		if writes == 0 || time.Since(t0) > limit {
+			return time.Since(t0), writes, nil
 		}
 	}
 }
