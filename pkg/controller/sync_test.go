@@ -166,14 +166,19 @@ func TestStatusWait(t *testing.T) {
 	}
 }
 
-// The Node cache holds slim nodes (no images, no managed fields) and the
-// other caches drop managed fields.
+// The Node cache holds slim nodes (no images, no managed fields) of every
+// node (no selector), and the other caches drop managed fields.
 func TestCacheTransforms(t *testing.T) {
 	o := CacheOptions(nil)
 	var nodeTransform func(any) (any, error)
 	for obj, by := range o.ByObject {
 		if _, ok := obj.(*corev1.Node); ok {
 			nodeTransform = by.Transform
+			// nodelist.Slimmed lists every node: a selector here would
+			// apply to the Node informer's watch and not to its lists.
+			if by.Label != nil || by.Field != nil {
+				t.Errorf("the Node cache has a selector (label %v, field %v) that nodelist.Slimmed's lists would not apply", by.Label, by.Field)
+			}
 		}
 	}
 	if nodeTransform == nil || o.DefaultTransform == nil {
