@@ -193,6 +193,8 @@ type shared struct {
 	apiReader client.Reader
 	clientset kubernetes.Interface
 	events    recorder.EventRecorder
+	// view reads the caches a reconcile reads on every pass, uncopied.
+	view *view
 
 	// mu serialises the "count Jobs in flight, then create" step of every
 	// reconcile, so the global cap holds across objects and kinds.
@@ -255,8 +257,12 @@ func Setup(mgr manager.Manager, o Options) error {
 	if err != nil {
 		return err
 	}
+	v, err := newView(context.Background(), mgr.GetCache())
+	if err != nil {
+		return err
+	}
 	sh := &shared{
-		opts: o, scheme: mgr.GetScheme(), client: mgr.GetClient(), apiReader: mgr.GetAPIReader(), clientset: cs,
+		opts: o, scheme: mgr.GetScheme(), client: mgr.GetClient(), apiReader: mgr.GetAPIReader(), clientset: cs, view: v,
 		events:  mgr.GetEventRecorder(ManagedBy),
 		created: map[string]expectedJob{}, records: map[string]*coralv1.PrefetchNode{}, deleted: map[string]time.Time{}, recorded: map[string]time.Time{},
 		admitted: map[string]time.Time{}, statusWritten: map[types.UID]time.Time{}, pacers: map[types.UID]*objectPace{},
@@ -328,24 +334,22 @@ const jobBacklogAfter = 2 * time.Second
 // jobsInFlight lists the controller's Jobs (all objects), merging the
 // cache with Jobs created but not yet seen and dropping Jobs deleted but
 // still cached, and which of them have a pod. Call with mu held.
-func (s *shared) jobsInFlight(ctx context.Context, now time.Time) (*inFlight, error) {
-	var list batchv1.JobList
-	if err := s.client.List(ctx, &list, client.MatchingLabels{jobs.LabelManagedBy: ManagedBy}, client.UnsafeDisableDeepCopy); err != nil {
+func (s *shared) jobsInFlight(now time.Time) (*inFlight, error) {
+	list, err := s.view.Jobs("", "")
+	if err != nil {
 		return nil, err
 	}
-	var podList corev1.PodList
-	if err := s.client.List(ctx, &podList, client.MatchingLabels{jobs.LabelManagedBy: ManagedBy}, client.UnsafeDisableDeepCopy); err != nil {
+	pods, err := s.view.Pods("", "")
+	if err != nil {
 		return nil, err
 	}
-	hasPod := make(map[string]bool, len(podList.Items))
-	for i := range podList.Items {
-		p := &podList.Items[i]
+	hasPod := make(map[string]bool, len(pods))
+	for _, p := range pods {
 		hasPod[p.Namespace+"/"+p.Labels[batchv1.JobNameLabel]] = true
 	}
-	f := &inFlight{byNode: map[string][]string{}}
-	seen := map[string]bool{}
-	for i := range list.Items {
-		j := &list.Items[i]
+	f := &inFlight{byNode: make(map[string][]string, len(list))}
+	seen := make(map[string]bool, len(list))
+	for _, j := range list {
 		key := j.Namespace + "/" + j.Name
 		seen[key] = true
 		if s.gone(key) || j.DeletionTimestamp != nil {

@@ -36,16 +36,16 @@ func (s *shared) releasePins(ctx context.Context, obj client.Object) (bool, erro
 		return true, nil
 	}
 	uid := string(ip.UID)
-	recs, err := s.listRecords(ctx, ip.Namespace, uid)
+	recs, err := s.listRecords(ip.Namespace, uid)
 	if err != nil {
 		return false, err
 	}
-	var all coralv1.PrefetchNodeList
-	if err := s.client.List(ctx, &all); err != nil {
+	all, err := s.view.Records("", "")
+	if err != nil {
 		return false, err
 	}
 	keep := map[string]bool{} // node \x00 digest-or-ref pinned by another object
-	for _, r := range all.Items {
+	for _, r := range all {
 		if r.Labels[LabelPrefetchUID] == uid || r.Prefetch.Kind != "ImagePrefetch" {
 			continue
 		}
@@ -55,12 +55,12 @@ func (s *shared) releasePins(ctx context.Context, obj client.Object) (bool, erro
 			}
 		}
 	}
-	var jobList batchv1.JobList
-	if err := s.client.List(ctx, &jobList, client.InNamespace(ip.Namespace), client.MatchingLabels{LabelPrefetchUID: uid}); err != nil {
+	jobList, err := s.view.Jobs(ip.Namespace, uid)
+	if err != nil {
 		return false, err
 	}
-	var podList corev1.PodList
-	if err := s.client.List(ctx, &podList, client.InNamespace(ip.Namespace), client.MatchingLabels{LabelPrefetchUID: uid}); err != nil {
+	pods, err := s.view.Pods(ip.Namespace, uid)
+	if err != nil {
 		return false, err
 	}
 	done := true
@@ -89,9 +89,9 @@ func (s *shared) releasePins(ctx context.Context, obj client.Object) (bool, erro
 		task := plan.Task{Node: node, RuntimeSocket: sock, HostRoot: artifact.HostRoot(&n), Items: items}
 		job := s.unpinJob(ip, task)
 		var existing *batchv1.Job
-		for i := range jobList.Items {
-			if jobList.Items[i].Name == job.Name && jobList.Items[i].DeletionTimestamp == nil {
-				existing = &jobList.Items[i]
+		for _, j := range jobList {
+			if j.Name == job.Name && j.DeletionTimestamp == nil {
+				existing = j
 			}
 		}
 		if existing == nil {
@@ -109,9 +109,9 @@ func (s *shared) releasePins(ctx context.Context, obj client.Object) (bool, erro
 		}
 		var res run.NodeResult
 		final := false
-		for i := range podList.Items {
-			if podList.Items[i].Labels[batchv1.JobNameLabel] == existing.Name {
-				res, final = run.ReadWorkerPod(s.clientset, &podList.Items[i], nj)
+		for _, pod := range pods {
+			if pod.Labels[batchv1.JobNameLabel] == existing.Name {
+				res, final = run.ReadWorkerPod(s.clientset, pod, nj)
 			}
 		}
 		if !final && jobFailed(existing) != "" {

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	coralv1 "github.com/coral-dev/coral/pkg/apis/coral/v1alpha1"
-	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -115,15 +114,15 @@ func (s *shared) finalize(ctx context.Context, obj client.Object) (ctrl.Result, 
 	if !controllerutil.ContainsFinalizer(obj, Finalizer) {
 		return ctrl.Result{}, nil
 	}
-	var list batchv1.JobList
-	if err := s.client.List(ctx, &list, client.InNamespace(obj.GetNamespace()), client.MatchingLabels{LabelPrefetchUID: string(obj.GetUID())}); err != nil {
+	list, err := s.view.Jobs(obj.GetNamespace(), string(obj.GetUID()))
+	if err != nil {
 		return ctrl.Result{}, err
 	}
-	for i := range list.Items {
-		if list.Items[i].Annotations[annotationUnpin] != "" {
+	for _, j := range list {
+		if j.Annotations[annotationUnpin] != "" {
 			continue
 		}
-		if err := s.deleteJob(ctx, &list.Items[i]); err != nil {
+		if err := s.deleteJob(ctx, j); err != nil {
 			return ctrl.Result{}, err
 		}
 	}

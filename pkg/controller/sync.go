@@ -82,26 +82,23 @@ func (s *shared) sync(ctx context.Context, tg *target) (*outcome, error) {
 	if err != nil {
 		return nil, err
 	}
-	records, err := s.listRecords(ctx, ns, uid)
+	records, err := s.listRecords(ns, uid)
 	if err != nil {
 		return nil, err
 	}
-	// The cache's own Jobs and pods, not copies: a reconcile only reads
-	// them (and deletes Jobs by name). Copied, they were most of what the
-	// controller allocated at 1000 nodes: 580 of 1790 MB in its first
-	// minute (bench-scale, --modes controller, an allocs profile).
-	var jobList batchv1.JobList
-	if err := s.client.List(ctx, &jobList, client.InNamespace(ns), client.MatchingLabels{LabelPrefetchUID: uid}, client.UnsafeDisableDeepCopy); err != nil {
+	// The cache's own Jobs and pods (view): a reconcile only reads them
+	// (and deletes Jobs by name).
+	jobList, err := s.view.Jobs(ns, uid)
+	if err != nil {
 		return nil, err
 	}
-	var podList corev1.PodList
-	if err := s.client.List(ctx, &podList, client.InNamespace(ns), client.MatchingLabels{LabelPrefetchUID: uid}, client.UnsafeDisableDeepCopy); err != nil {
+	pods, err := s.view.Pods(ns, uid)
+	if err != nil {
 		return nil, err
 	}
-	s.notePods(tg, podList.Items)
-	podOf := map[string]*corev1.Pod{}
-	for i := range podList.Items {
-		pod := &podList.Items[i]
+	s.notePods(tg, pods)
+	podOf := make(map[string]*corev1.Pod, len(pods))
+	for _, pod := range pods {
 		if jn := pod.Labels[batchv1.JobNameLabel]; jn != "" {
 			if prev := podOf[jn]; prev == nil || prev.CreationTimestamp.Before(&pod.CreationTimestamp) {
 				podOf[jn] = pod
@@ -109,9 +106,8 @@ func (s *shared) sync(ctx context.Context, tg *target) (*outcome, error) {
 		}
 	}
 	s.mu.Lock()
-	jobOf := map[string]*batchv1.Job{}
-	for i := range jobList.Items {
-		j := &jobList.Items[i]
+	jobOf := make(map[string]*batchv1.Job, len(jobList))
+	for _, j := range jobList {
 		if _, gone := s.deleted[ns+"/"+j.Name]; gone || j.DeletionTimestamp != nil {
 			continue
 		}
@@ -295,10 +291,10 @@ func isSkipped(p *plan.Plan, node string) bool {
 // plan selects the object's nodes with pkg/plan. Named nodes that do not
 // exist are returned apart: a node may join later, it is not an error.
 func (s *shared) plan(ctx context.Context, tg *target) (*plan.Plan, []string, error) {
-	var nodeList corev1.NodeList
-	// Not copied out of the cache (every reconcile plans over every node):
-	// pkg/plan only reads them.
-	if err := s.client.List(ctx, &nodeList, client.UnsafeDisableDeepCopy); err != nil {
+	// The cache's nodes (every reconcile plans over every node): pkg/plan
+	// only reads them.
+	nodes, err := s.view.Nodes()
+	if err != nil {
 		return nil, nil, err
 	}
 	sel := labels.Everything()
@@ -309,8 +305,8 @@ func (s *shared) plan(ctx context.Context, tg *target) (*plan.Plan, []string, er
 		}
 	}
 	var names, missing []string
-	exists := map[string]bool{}
-	for _, n := range nodeList.Items {
+	exists := make(map[string]bool, len(nodes))
+	for _, n := range nodes {
 		exists[n.Name] = true
 	}
 	for _, n := range tg.nodes.Names {
@@ -325,7 +321,7 @@ func (s *shared) plan(ctx context.Context, tg *target) (*plan.Plan, []string, er
 	}
 	o := tg.planOpts
 	o.Selector, o.NodeNames, o.IncludeUnschedulable = sel, names, tg.nodes.IncludeUnschedulable
-	p, err := plan.Build(nodeList.Items, tg.items, o)
+	p, err := plan.Build(nodes, tg.items, o)
 	if errors.Is(err, plan.ErrNoNodeMatched) {
 		return &plan.Plan{}, missing, nil
 	}
@@ -372,7 +368,7 @@ func (s *shared) start(ctx context.Context, tg *target, cands []attemptTask, out
 	defer s.mu.Unlock()
 	now := time.Now()
 	s.expire(now)
-	f, err := s.jobsInFlight(ctx, now)
+	f, err := s.jobsInFlight(now)
 	if err != nil {
 		return err
 	}
@@ -595,13 +591,12 @@ func (s *shared) nodeClock(tg *target, j *batchv1.Job, pod *corev1.Pod) time.Tim
 // pods not seen before: when they appeared, for the pace of Little's law
 // and the newest for nodeClock (its pods are deleted with their Jobs, so
 // the cache alone forgets). pods is every pod of the object.
-func (s *shared) notePods(tg *target, pods []corev1.Pod) {
+func (s *shared) notePods(tg *target, pods []*corev1.Pod) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p := s.pacer(tg)
 	seen := make(map[types.UID]struct{}, len(pods))
-	for i := range pods {
-		pod := &pods[i]
+	for _, pod := range pods {
 		if _, ok := p.seen[pod.UID]; !ok {
 			p.PodAppeared(pod.CreationTimestamp.Time)
 			s.global.PodAppeared(pod.CreationTimestamp.Time)
@@ -757,21 +752,22 @@ func (s *shared) record(ctx context.Context, tg *target, node, jobName string, i
 }
 
 // listRecords returns the object's PrefetchNodes by node, each the newer of
-// the cache's copy and the one this controller last wrote.
-func (s *shared) listRecords(ctx context.Context, ns, uid string) (map[string]*coralv1.PrefetchNode, error) {
-	var list coralv1.PrefetchNodeList
-	if err := s.client.List(ctx, &list, client.InNamespace(ns), client.MatchingLabels{LabelPrefetchUID: uid}); err != nil {
+// the cache's and the one this controller last wrote. Both are shared, not
+// copies (the cache's, and s.records' which nothing changes once stored):
+// read them, and copy one before changing it (record does).
+func (s *shared) listRecords(ns, uid string) (map[string]*coralv1.PrefetchNode, error) {
+	list, err := s.view.Records(ns, uid)
+	if err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := map[string]*coralv1.PrefetchNode{}
-	for i := range list.Items {
-		r := &list.Items[i]
+	out := make(map[string]*coralv1.PrefetchNode, len(list))
+	for _, r := range list {
 		key := recordKey(ns, r.Name)
 		if mine := s.records[key]; mine != nil {
 			if mine.Generation > r.Generation {
-				r = mine.DeepCopy()
+				r = mine
 			} else {
 				delete(s.records, key)
 			}
@@ -780,7 +776,7 @@ func (s *shared) listRecords(ctx context.Context, ns, uid string) (map[string]*c
 	}
 	for _, r := range s.records {
 		if r.Namespace == ns && r.Labels[LabelPrefetchUID] == uid && out[r.Node] == nil {
-			out[r.Node] = r.DeepCopy()
+			out[r.Node] = r
 		}
 	}
 	return out, nil

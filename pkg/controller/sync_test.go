@@ -210,19 +210,19 @@ func TestNodeClock(t *testing.T) {
 	tg := &target{obj: &coralv1.ImagePrefetch{ObjectMeta: metav1.ObjectMeta{UID: "u1"}}}
 	t0 := time.Now().Add(-time.Hour).Truncate(time.Second)
 	at := func(d time.Duration) metav1.Time { return metav1.NewTime(t0.Add(d)) }
-	podAt := func(uid string, d time.Duration) corev1.Pod {
-		return corev1.Pod{ObjectMeta: metav1.ObjectMeta{UID: types.UID(uid), CreationTimestamp: at(d)}}
+	podAt := func(uid string, d time.Duration) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{UID: types.UID(uid), CreationTimestamp: at(d)}}
 	}
 	job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{CreationTimestamp: at(0)}}
 	pod := podAt("p0", 40*time.Second)
-	if got := s.nodeClock(tg, job, &pod); !got.Equal(t0.Add(40 * time.Second)) {
+	if got := s.nodeClock(tg, job, pod); !got.Equal(t0.Add(40 * time.Second)) {
 		t.Errorf("with a pod: %s, want the pod's creation", got.Sub(t0))
 	}
 	if got := s.nodeClock(tg, job, nil); !got.Equal(t0) {
 		t.Errorf("no pod, no pod seen: %s, want the Job's creation", got.Sub(t0))
 	}
 	// The Job controller made other pods of the object after this Job.
-	s.notePods(tg, []corev1.Pod{podAt("p1", 70*time.Second), podAt("p2", 20*time.Second)})
+	s.notePods(tg, []*corev1.Pod{podAt("p1", 70*time.Second), podAt("p2", 20*time.Second)})
 	if got := s.nodeClock(tg, job, nil); !got.Equal(t0.Add(70 * time.Second)) {
 		t.Errorf("no pod, newer pods of the object: %s, want the newest pod's creation (70s)", got.Sub(t0))
 	}
@@ -233,7 +233,7 @@ func TestNodeClock(t *testing.T) {
 	}
 	// Another object's pods do not move this one's clock.
 	other := &target{obj: &coralv1.ImagePrefetch{ObjectMeta: metav1.ObjectMeta{UID: "u2"}}}
-	s.notePods(other, []corev1.Pod{podAt("p3", 90*time.Second)})
+	s.notePods(other, []*corev1.Pod{podAt("p3", 90*time.Second)})
 	if got := s.nodeClock(tg, job, nil); !got.Equal(t0.Add(70 * time.Second)) {
 		t.Errorf("another object's pod moved the clock to %s", got.Sub(t0))
 	}
@@ -245,10 +245,10 @@ func TestNotePodsCountsEachPodOnce(t *testing.T) {
 	s := &shared{pacers: map[types.UID]*objectPace{}, global: run.NewPacer(50, 0)}
 	tg := &target{obj: &coralv1.ImagePrefetch{ObjectMeta: metav1.ObjectMeta{UID: "u1"}}, run: coralv1.RunSettings{MaxNodesInFlight: 2}}
 	now := time.Now()
-	pods := func(uids ...string) []corev1.Pod {
-		var out []corev1.Pod
+	pods := func(uids ...string) []*corev1.Pod {
+		var out []*corev1.Pod
 		for _, u := range uids {
-			out = append(out, corev1.Pod{ObjectMeta: metav1.ObjectMeta{UID: types.UID(u), CreationTimestamp: metav1.NewTime(now)}})
+			out = append(out, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{UID: types.UID(u), CreationTimestamp: metav1.NewTime(now)}})
 		}
 		return out
 	}

@@ -90,7 +90,7 @@ var (
 var DefaultWorkerPlatforms = []string{"linux/amd64", "linux/arm64"}
 
 // Build selects nodes and makes one task per usable node.
-func Build(nodes []corev1.Node, items []Item, o Options) (*Plan, error) {
+func Build(nodes []*corev1.Node, items []Item, o Options) (*Plan, error) {
 	if len(items) == 0 {
 		return nil, ErrNoItems
 	}
@@ -146,13 +146,13 @@ func SlimNode(n *corev1.Node) corev1.Node {
 }
 
 // Select returns the nodes matching the selector and names, sorted by name:
-// pointers into nodes, which it neither copies nor changes (a controller
+// nodes' own pointers, which it neither copies nor changes (a controller
 // plans over every node of its cache on each reconcile).
 // Unknown names and an empty result are errors that say what to change.
-func Select(nodes []corev1.Node, sel labels.Selector, names []string) ([]*corev1.Node, error) {
+func Select(nodes []*corev1.Node, sel labels.Selector, names []string) ([]*corev1.Node, error) {
 	byName := make(map[string]*corev1.Node, len(nodes))
-	for i := range nodes {
-		byName[nodes[i].Name] = &nodes[i]
+	for _, n := range nodes {
+		byName[n.Name] = n
 	}
 	var unknown []string
 	want := map[string]bool{}
@@ -166,8 +166,7 @@ func Select(nodes []corev1.Node, sel labels.Selector, names []string) ([]*corev1
 		return nil, fmt.Errorf("%w %s in --nodes: the cluster has %s", ErrUnknownNode, quoteList(unknown), describeNames(nodes))
 	}
 	var out []*corev1.Node
-	for i := range nodes {
-		n := &nodes[i]
+	for _, n := range nodes {
 		if len(want) > 0 && !want[n.Name] {
 			continue
 		}
@@ -199,7 +198,7 @@ func quoteList(s []string) string {
 	return strings.Join(q, ", ")
 }
 
-func describeNames(nodes []corev1.Node) string {
+func describeNames(nodes []*corev1.Node) string {
 	names := make([]string, 0, len(nodes))
 	for _, n := range nodes {
 		names = append(names, n.Name)

@@ -40,6 +40,15 @@ func notReadyNode(n *corev1.Node) {
 
 var items = []Item{{Ref: "nginx:1.27"}}
 
+// ptrs is nodes as Build takes them: pointers, as a cache holds them.
+func ptrs(nodes ...corev1.Node) []*corev1.Node {
+	out := make([]*corev1.Node, len(nodes))
+	for i := range nodes {
+		out[i] = &nodes[i]
+	}
+	return out
+}
+
 func TestBuildSelection(t *testing.T) {
 	nodes := []corev1.Node{
 		node("c", label("pool", "batch")),
@@ -76,7 +85,7 @@ func TestBuildSelection(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			p, err := Build(nodes, items, Options{Selector: sel, NodeNames: tt.names, IncludeUnschedulable: tt.unsched})
+			p, err := Build(ptrs(nodes...), items, Options{Selector: sel, NodeNames: tt.names, IncludeUnschedulable: tt.unsched})
 			if tt.wantErr != nil {
 				if !errors.Is(err, tt.wantErr) {
 					t.Fatalf("err = %v, want %v", err, tt.wantErr)
@@ -107,11 +116,11 @@ func TestBuildSelection(t *testing.T) {
 }
 
 func TestUnknownNodeMessageListsNodes(t *testing.T) {
-	_, err := Build([]corev1.Node{node("a"), node("b")}, items, Options{NodeNames: []string{"x"}})
+	_, err := Build(ptrs(node("a"), node("b")), items, Options{NodeNames: []string{"x"}})
 	if err == nil || !strings.Contains(err.Error(), `"x"`) || !strings.Contains(err.Error(), "a, b") {
 		t.Fatalf("err = %v", err)
 	}
-	if _, err := Build([]corev1.Node{node("a")}, nil, Options{}); !errors.Is(err, ErrNoItems) {
+	if _, err := Build(ptrs(node("a")), nil, Options{}); !errors.Is(err, ErrNoItems) {
 		t.Fatalf("no items: %v", err)
 	}
 }
@@ -152,7 +161,7 @@ func TestRuntimeSocket(t *testing.T) {
 }
 
 func TestUndiscoverableSocketIsSkipped(t *testing.T) {
-	p, err := Build([]corev1.Node{node("a", runtimeVersion("")), node("b", annotate(AnnotationHostRoot, "/srv/nodes/b"))}, items, Options{})
+	p, err := Build(ptrs(node("a", runtimeVersion("")), node("b", annotate(AnnotationHostRoot, "/srv/nodes/b"))), items, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,8 +201,8 @@ func TestSlimNodePlansAlike(t *testing.T) {
 	}
 	web, _ := labels.Parse("pool=web")
 	for _, o := range []Options{{}, {Selector: web}, {Selector: web, IncludeUnschedulable: true}, {NodeNames: []string{"d", "e"}}} {
-		a, errA := Build(full, items, o)
-		b, errB := Build(slim, items, o)
+		a, errA := Build(ptrs(full...), items, o)
+		b, errB := Build(ptrs(slim...), items, o)
 		if (errA == nil) != (errB == nil) || !reflect.DeepEqual(a, b) {
 			t.Errorf("options %+v: full nodes plan %+v (%v), slim nodes %+v (%v)", o, a, errA, b, errB)
 		}

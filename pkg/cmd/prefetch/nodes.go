@@ -21,7 +21,7 @@ const nodePageSize = 500
 // listNodes lists every node, a page at a time, keeping of each only what
 // planning (and, with nodeImages, the disk check) reads; o.nodes holds
 // the result by name.
-func (o *RunOptions) listNodes(ctx context.Context) ([]corev1.Node, error) {
+func (o *RunOptions) listNodes(ctx context.Context) ([]*corev1.Node, error) {
 	return o.listNodesPaged(ctx, nodePageSize)
 }
 
@@ -32,12 +32,15 @@ func (o *RunOptions) listNodes(ctx context.Context) ([]corev1.Node, error) {
 // (4.6 MB streamed), the largest the plugin's heap ever was in a run of 1000.
 // A continue token that expired mid-list (the API server keeps them ~5
 // minutes) starts the list again, once.
-func (o *RunOptions) listNodesPaged(ctx context.Context, pageSize int64) ([]corev1.Node, error) {
-	var out []corev1.Node
+func (o *RunOptions) listNodesPaged(ctx context.Context, pageSize int64) ([]*corev1.Node, error) {
+	var out []*corev1.Node
 	opts := metav1.ListOptions{Limit: pageSize}
 	restarted := false
 	for {
-		cont, err := o.nodePage(ctx, opts, func(n *corev1.Node) { out = append(out, slimNode(n, o.nodeImages)) })
+		cont, err := o.nodePage(ctx, opts, func(n *corev1.Node) {
+			s := slimNode(n, o.nodeImages)
+			out = append(out, &s)
+		})
 		if apierrors.IsResourceExpired(err) && !restarted {
 			out, opts.Continue, restarted = nil, "", true
 			continue
@@ -50,8 +53,8 @@ func (o *RunOptions) listNodesPaged(ctx context.Context, pageSize int64) ([]core
 		}
 	}
 	o.nodes = make(map[string]*corev1.Node, len(out))
-	for i := range out {
-		o.nodes[out[i].Name] = &out[i]
+	for _, n := range out {
+		o.nodes[n.Name] = n
 	}
 	return out, nil
 }

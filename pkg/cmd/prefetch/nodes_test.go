@@ -109,11 +109,11 @@ func BenchmarkListNodesPeakHeap(b *testing.B) {
 	type way struct {
 		name string
 		size int
-		list func(*RunOptions, int64) ([]corev1.Node, error)
+		list func(*RunOptions, int64) ([]*corev1.Node, error)
 	}
 	var ways []way
 	for _, size := range sizes {
-		ways = append(ways, way{"stream", size, func(o *RunOptions, n int64) ([]corev1.Node, error) {
+		ways = append(ways, way{"stream", size, func(o *RunOptions, n int64) ([]*corev1.Node, error) {
 			return o.listNodesPaged(context.Background(), n)
 		}})
 	}
@@ -164,8 +164,8 @@ func BenchmarkListNodesPeakHeap(b *testing.B) {
 // listNodesWhole is the node list as the plugin read it before it
 // streamed pages: client-go's List, a page read and decoded whole, then
 // slimmed. Only BenchmarkListNodesPeakHeap uses it, as the comparison.
-func listNodesWhole(o *RunOptions, pageSize int64) ([]corev1.Node, error) {
-	var out []corev1.Node
+func listNodesWhole(o *RunOptions, pageSize int64) ([]*corev1.Node, error) {
+	var out []*corev1.Node
 	opts := metav1.ListOptions{Limit: pageSize}
 	for {
 		page, err := o.client.CoreV1().Nodes().List(context.Background(), opts)
@@ -173,7 +173,8 @@ func listNodesWhole(o *RunOptions, pageSize int64) ([]corev1.Node, error) {
 			return nil, err
 		}
 		for i := range page.Items {
-			out = append(out, slimNode(&page.Items[i], o.nodeImages))
+			s := slimNode(&page.Items[i], o.nodeImages)
+			out = append(out, &s)
 		}
 		if opts.Continue = page.Continue; opts.Continue == "" {
 			return out, nil
