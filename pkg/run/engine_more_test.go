@@ -700,3 +700,46 @@ func TestRunLeaseDurationFollowsTheRunsSize(t *testing.T) {
 		}
 	}
 }
+
+// settled, which decodes nothing, agrees with readPod on whether a worker
+// pod holds its node's outcome, in every state a worker pod can be in; and
+// both say what they should.
+func TestSettledAgreesWithReadPod(t *testing.T) {
+	worker := func(st corev1.ContainerState) []corev1.ContainerStatus {
+		return []corev1.ContainerStatus{{Name: jobs.ContainerName, Image: "w", State: st}}
+	}
+	waiting := func(reason string) corev1.PodStatus {
+		return corev1.PodStatus{Phase: corev1.PodPending, ContainerStatuses: worker(corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: reason}})}
+	}
+	type state struct {
+		st   corev1.PodStatus
+		want bool
+	}
+	states := map[string]state{
+		"no status yet":      {corev1.PodStatus{}, false},
+		"pending":            {corev1.PodStatus{Phase: corev1.PodPending}, false},
+		"container creating": {waiting("ContainerCreating"), false},
+		"running":            {corev1.PodStatus{Phase: corev1.PodRunning, ContainerStatuses: worker(corev1.ContainerState{Running: &corev1.ContainerStateRunning{}})}, false},
+		"exited, a report":   {corev1.PodStatus{Phase: corev1.PodRunning, ContainerStatuses: worker(corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{Message: "garbage"}})}, true},
+		"exited, no report":  {corev1.PodStatus{Phase: corev1.PodRunning, ContainerStatuses: worker(corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 137, Reason: "OOMKilled"}})}, true},
+		"succeeded":          {corev1.PodStatus{Phase: corev1.PodSucceeded}, true},
+		"failed":             {corev1.PodStatus{Phase: corev1.PodFailed}, true},
+		"another container exited": {corev1.PodStatus{Phase: corev1.PodRunning, ContainerStatuses: []corev1.ContainerStatus{
+			{Name: "sidecar", State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{}}},
+			{Name: jobs.ContainerName, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}},
+		}}, false},
+	}
+	for reason, final := range startFailures {
+		states["waiting, "+reason] = state{waiting(reason), final}
+	}
+	for name, s := range states {
+		pod := &corev1.Pod{Status: s.st}
+		out := readPod(pod, []string{"a:1"}, []string{""})
+		if read := out.final || out.waitingFinal; read != s.want {
+			t.Errorf("%s: readPod final %v, waitingFinal %v; want an outcome: %v", name, out.final, out.waitingFinal, s.want)
+		}
+		if got := settled(pod); got != s.want {
+			t.Errorf("%s: settled %v, want %v", name, got, s.want)
+		}
+	}
+}

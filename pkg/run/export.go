@@ -36,6 +36,12 @@ func ReadWorkerPod(client kubernetes.Interface, pod *corev1.Pod, nj NodeJob) (re
 	return NodeResult{}, false
 }
 
+// WorkerSettled says, parsing nothing, whether ReadWorkerPod would find an
+// outcome in a worker pod now: its container exited, the pod ended, or
+// kubelet can never start it. A controller asks it of every Job in flight
+// at every reconcile before it decodes the Job's items.
+func WorkerSettled(pod *corev1.Pod) bool { return settled(pod) }
+
 // WorkerWaiting is kubelet's reason it cannot (yet) start a worker pod's
 // container, or "": what a controller reports when the node's deadline passes.
 func WorkerWaiting(pod *corev1.Pod) string { return readPod(pod, nil, nil).waiting }

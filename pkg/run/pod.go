@@ -105,6 +105,19 @@ func readPod(pod *corev1.Pod, items, expected []string) podOutcome {
 	return out
 }
 
+// settled says whether readPod's look is final (final or waitingFinal),
+// without decoding a report: the same three cases, in its order.
+func settled(pod *corev1.Pod) bool {
+	cs := workerStatus(pod)
+	if cs != nil && cs.State.Terminated != nil {
+		return true
+	}
+	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+		return true
+	}
+	return cs != nil && cs.State.Waiting != nil && startFailures[cs.State.Waiting.Reason]
+}
+
 func workerStatus(pod *corev1.Pod) *corev1.ContainerStatus {
 	for i := range pod.Status.ContainerStatuses {
 		if pod.Status.ContainerStatuses[i].Name == jobs.ContainerName {
