@@ -181,10 +181,15 @@ func (s *shared) unpinJob(ip *coralv1.ImagePrefetch, t plan.Task) *batchv1.Job {
 		m[LabelPrefetchUID] = string(ip.UID)
 		m[LabelImagePrefetch] = ip.Name
 	}
+	job.Labels[labelUnpin] = "true"
 	job.Annotations[AnnotationItems] = string(items)
 	job.Annotations[annotationUnpin] = "true"
 	return job
 }
 
-// annotationUnpin marks unpin Jobs, which finalize must not delete.
-const annotationUnpin = "coral.dev/unpin"
+// annotationUnpin marks unpin Jobs, which finalize must not delete; the
+// label of the same name lets its deletecollection leave them out.
+const (
+	annotationUnpin = "coral.dev/unpin"
+	labelUnpin      = "coral.dev/unpin"
+)
