@@ -149,7 +149,7 @@ func (s *shared) sync(ctx context.Context, tg *target) (*outcome, error) {
 	}
 
 	var cands []attemptTask
-	inPlan := map[string]bool{}
+	inPlan := make(map[string]bool, len(p.Tasks))
 	for _, t := range p.Tasks {
 		inPlan[t.Node] = true
 		out.desired++

@@ -102,7 +102,10 @@ func Build(nodes []*corev1.Node, items []Item, o Options) (*Plan, error) {
 	if len(platforms) == 0 {
 		platforms = DefaultWorkerPlatforms
 	}
-	p := &Plan{}
+	// Sized once: a controller plans every node at every reconcile, and
+	// growing the slice by doubling was most of what that allocated (5.4 of
+	// 17 GB at 5000 nodes, bench-scale --modes controller).
+	p := &Plan{Tasks: make([]Task, 0, len(selected))}
 	for _, n := range selected {
 		if reason := unusable(n, o.IncludeUnschedulable, platforms); reason != "" {
 			p.Skipped = append(p.Skipped, Skip{Node: n.Name, Reason: reason})
