@@ -7,7 +7,9 @@ package plan
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 
@@ -146,6 +148,34 @@ func SlimNode(n *corev1.Node) corev1.Node {
 		Spec:   corev1.NodeSpec{Unschedulable: n.Spec.Unschedulable, Taints: n.Spec.Taints},
 		Status: corev1.NodeStatus{Conditions: n.Status.Conditions, NodeInfo: n.Status.NodeInfo},
 	}
+}
+
+// SameInputs says whether two versions of a node look the same to Build,
+// Select and RuntimeSocket: labels, annotations, cordon, taints, the Ready
+// condition and the runtime and platform it reports. A controller keeps a
+// plan while every node update is one of the others (heartbeats, images,
+// capacity), so a reconcile replans only when a plan could change.
+func SameInputs(a, b *corev1.Node) bool {
+	ra, rb := readyCondition(a), readyCondition(b)
+	ia, ib := a.Status.NodeInfo, b.Status.NodeInfo
+	return a.Name == b.Name && maps.Equal(a.Labels, b.Labels) && maps.Equal(a.Annotations, b.Annotations) &&
+		a.Spec.Unschedulable == b.Spec.Unschedulable &&
+		slices.EqualFunc(a.Spec.Taints, b.Spec.Taints, func(x, y corev1.Taint) bool {
+			return x.Key == y.Key && x.Value == y.Value && x.Effect == y.Effect
+		}) &&
+		ra.Status == rb.Status && ra.Reason == rb.Reason &&
+		ia.OperatingSystem == ib.OperatingSystem && ia.Architecture == ib.Architecture &&
+		ia.ContainerRuntimeVersion == ib.ContainerRuntimeVersion && ia.KubeletVersion == ib.KubeletVersion
+}
+
+// readyCondition is a node's Ready condition, or the zero condition.
+func readyCondition(n *corev1.Node) corev1.NodeCondition {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c
+		}
+	}
+	return corev1.NodeCondition{}
 }
 
 // Select returns the nodes matching the selector and names, sorted by name:

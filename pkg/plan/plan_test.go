@@ -208,3 +208,71 @@ func TestSlimNodePlansAlike(t *testing.T) {
 		}
 	}
 }
+
+// TestSameInputs: every change Build can see makes two versions differ, and
+// the changes it cannot see (what a heartbeat or an image pull updates)
+// leave them the same — and leave the plan as it was.
+func TestSameInputs(t *testing.T) {
+	base := func() corev1.Node {
+		return node("a", label("pool", "web"), func(n *corev1.Node) {
+			n.Spec.Taints = []corev1.Taint{{Key: "dedicated", Value: "web", Effect: corev1.TaintEffectNoSchedule}}
+			n.Status.Conditions = append(n.Status.Conditions, corev1.NodeCondition{Type: corev1.NodeMemoryPressure, Status: corev1.ConditionFalse})
+			n.Status.NodeInfo.OperatingSystem, n.Status.NodeInfo.Architecture = "linux", "amd64"
+		})
+	}
+	differ := map[string]nodeOpt{
+		"label":        label("pool", "batch"),
+		"new label":    label("zone", "b"),
+		"annotation":   annotate(AnnotationCRISocket, "unix:///run/crio.sock"),
+		"cordon":       cordoned,
+		"not ready":    notReadyNode,
+		"ready reason": func(n *corev1.Node) { n.Status.Conditions[0].Reason = "KubeletReady" },
+		"taint": func(n *corev1.Node) {
+			n.Spec.Taints = append(n.Spec.Taints, corev1.Taint{Key: "virtual-kubelet.io/provider", Effect: corev1.TaintEffectNoSchedule})
+		},
+		"taint effect":       func(n *corev1.Node) { n.Spec.Taints[0].Effect = corev1.TaintEffectNoExecute },
+		"runtime":            runtimeVersion("cri-o://1.33.0"),
+		"kubelet":            kubelet("v1.37.2+k3s1"),
+		"operating system":   func(n *corev1.Node) { n.Status.NodeInfo.OperatingSystem = "windows" },
+		"architecture":       func(n *corev1.Node) { n.Status.NodeInfo.Architecture = "arm64" },
+		"no ready condition": func(n *corev1.Node) { n.Status.Conditions = n.Status.Conditions[1:] },
+	}
+	for name, change := range differ {
+		a, b := base(), base()
+		change(&b)
+		if SameInputs(&a, &b) || SameInputs(&b, &a) {
+			t.Errorf("%s: SameInputs says the same", name)
+		}
+	}
+	same := map[string]nodeOpt{
+		"heartbeat": func(n *corev1.Node) {
+			for i := range n.Status.Conditions {
+				n.Status.Conditions[i].LastHeartbeatTime = metav1.Now()
+			}
+		},
+		"ready message":    func(n *corev1.Node) { n.Status.Conditions[0].Message = "kubelet is posting ready status" },
+		"other condition":  func(n *corev1.Node) { n.Status.Conditions[1].Status = corev1.ConditionTrue },
+		"resource version": func(n *corev1.Node) { n.ResourceVersion = "42" },
+		"images":           func(n *corev1.Node) { n.Status.Images = []corev1.ContainerImage{{Names: []string{"nginx:1.27"}}} },
+		"taint time":       func(n *corev1.Node) { n.Spec.Taints[0].TimeAdded = &metav1.Time{} },
+	}
+	for name, change := range same {
+		a, b := base(), base()
+		change(&b)
+		if !SameInputs(&a, &b) {
+			t.Errorf("%s: SameInputs says they differ", name)
+			continue
+		}
+		pa, err := Build(ptrs(a), items, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pb, err := Build(ptrs(b), items, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(pa, pb) {
+			t.Errorf("%s: SameInputs says the same, but the plans differ: %+v vs %+v", name, pa, pb)
+		}
+	}
+}
