@@ -15,6 +15,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	coralv1 "github.com/coral-dev/coral/pkg/apis/coral/v1alpha1"
@@ -199,15 +200,17 @@ type shared struct {
 	// mu serialises the "count Jobs in flight, then create" step of every
 	// reconcile, so the global cap holds across objects and kinds.
 	mu sync.Mutex
-	// created: Jobs created but maybe not yet in the cache (name → node).
-	created map[string]expectedJob
+	// created: Jobs created but maybe not yet in the cache (→ node). Jobs
+	// are keyed by namespace and name as a struct, not a joined string: a
+	// reconcile looks up every one of its Jobs, and each join allocated.
+	created map[types.NamespacedName]expectedJob
 	// records: PrefetchNodes written but maybe not yet in the cache.
-	records map[string]*coralv1.PrefetchNode
+	records map[types.NamespacedName]*coralv1.PrefetchNode
 	// deleted: Jobs deleted but maybe still in the cache.
 	// recorded: Jobs whose result is recorded, left to the Job controller
 	// to finish before they are deleted (finishing); not in flight.
-	deleted  map[string]time.Time
-	recorded map[string]time.Time
+	deleted  map[types.NamespacedName]time.Time
+	recorded map[types.NamespacedName]time.Time
 	// admitted: when admission last accepted an object's worker (the
 	// server-side dry run before its Jobs), by object UID and generation.
 	admitted map[string]time.Time
@@ -220,6 +223,11 @@ type shared struct {
 	global *run.Pacer
 	// debugAt: the last flow-control trace line (run.DebugFlow).
 	debugAt time.Time
+
+	// plans: each object's last plan and what it was made from; nodeEpoch
+	// counts the node events that can change a plan (nodeChanged).
+	plans     map[types.UID]*cachedPlan
+	nodeEpoch atomic.Uint64
 }
 
 // objectPace is an object's run.Pacer and the worker pods it has been
@@ -243,6 +251,11 @@ type objectPace struct {
 // FailedCreate reason.
 const admissionTTL = time.Minute
 
+// jobKey is a Job's key in created, deleted and recorded.
+func jobKey(j *batchv1.Job) types.NamespacedName {
+	return types.NamespacedName{Namespace: j.Namespace, Name: j.Name}
+}
+
 type expectedJob struct {
 	node, namespace string
 	at              time.Time
@@ -264,8 +277,9 @@ func Setup(mgr manager.Manager, o Options) error {
 	sh := &shared{
 		opts: o, scheme: mgr.GetScheme(), client: mgr.GetClient(), apiReader: mgr.GetAPIReader(), clientset: cs, view: v,
 		events:  mgr.GetEventRecorder(ManagedBy),
-		created: map[string]expectedJob{}, records: map[string]*coralv1.PrefetchNode{}, deleted: map[string]time.Time{}, recorded: map[string]time.Time{},
+		created: map[types.NamespacedName]expectedJob{}, records: map[types.NamespacedName]*coralv1.PrefetchNode{}, deleted: map[types.NamespacedName]time.Time{}, recorded: map[types.NamespacedName]time.Time{},
 		admitted: map[string]time.Time{}, statusWritten: map[types.UID]time.Time{}, pacers: map[types.UID]*objectPace{},
+		plans:  map[types.UID]*cachedPlan{},
 		global: run.NewPacer(o.MaxJobsInFlight, o.JobsAhead),
 	}
 	if err := (&ImagePrefetchReconciler{sh: sh}).setup(mgr); err != nil {
@@ -306,11 +320,16 @@ func (s *shared) expire(now time.Time) {
 			delete(s.pacers, k)
 		}
 	}
+	for k, p := range s.plans {
+		if now.Sub(p.used) > planTTL {
+			delete(s.plans, k)
+		}
+	}
 }
 
 // gone says whether a Job is done with: deleted, or its result recorded
 // (finishing). s.mu held.
-func (s *shared) gone(key string) bool {
+func (s *shared) gone(key types.NamespacedName) bool {
 	_, deleted := s.deleted[key]
 	_, recorded := s.recorded[key]
 	return deleted || recorded
@@ -318,7 +337,7 @@ func (s *shared) gone(key string) bool {
 
 // inFlight is every object's Jobs in flight, as jobsInFlight counts them.
 type inFlight struct {
-	byNode map[string][]string // Jobs per node
+	byNode map[string][]types.NamespacedName // Jobs per node
 	total  int
 	// podless of them have no worker pod yet; backlogged: one of those has
 	// waited jobBacklogAfter for the Job controller.
@@ -343,14 +362,14 @@ func (s *shared) jobsInFlight(now time.Time) (*inFlight, error) {
 	if err != nil {
 		return nil, err
 	}
-	hasPod := make(map[string]bool, len(pods))
+	hasPod := make(map[types.NamespacedName]bool, len(pods))
 	for _, p := range pods {
-		hasPod[p.Namespace+"/"+p.Labels[batchv1.JobNameLabel]] = true
+		hasPod[types.NamespacedName{Namespace: p.Namespace, Name: p.Labels[batchv1.JobNameLabel]}] = true
 	}
-	f := &inFlight{byNode: make(map[string][]string, len(list))}
-	seen := make(map[string]bool, len(list))
+	f := &inFlight{byNode: make(map[string][]types.NamespacedName, len(list))}
+	seen := make(map[types.NamespacedName]bool, len(list))
 	for _, j := range list {
-		key := j.Namespace + "/" + j.Name
+		key := jobKey(j)
 		seen[key] = true
 		if s.gone(key) || j.DeletionTimestamp != nil {
 			continue

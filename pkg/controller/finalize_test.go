@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -98,7 +99,7 @@ func TestFinalizeDeletesPullJobsAtOnce(t *testing.T) {
 			waitFor(t, "the cache holds the 31 Jobs", func() bool { l, err := v.Jobs(ns, string(ip.UID)); return err == nil && len(l) == 31 })
 			w, err := client.New(counted, client.Options{Scheme: Scheme()})
 			must(t, err)
-			s := &shared{client: w, view: v, deleted: map[string]time.Time{}, recorded: map[string]time.Time{}}
+			s := &shared{client: w, view: v, deleted: map[types.NamespacedName]time.Time{}, recorded: map[types.NamespacedName]time.Time{}}
 
 			must(t, cl.Delete(ctx, ip))
 			must(t, cl.Get(ctx, client.ObjectKeyFromObject(ip), ip))

@@ -31,7 +31,7 @@ func (s *shared) setupKind(mgr ctrl.Manager, name string, obj client.Object, lis
 		For(obj).
 		Watches(&batchv1.Job{}, enqueueAfter(byNameLabel(nameLabel))).
 		Watches(&corev1.Pod{}, enqueueAfter(byNameLabel(nameLabel))).
-		Watches(&corev1.Node{}, enqueueAfter(s.all(list)), builder.WithPredicates(nodeChanged())).
+		Watches(&corev1.Node{}, enqueueAfter(s.all(list)), builder.WithPredicates(s.nodeChanged())).
 		// One reconcile at a time: the global cap and one-Job-per-node are
 		// decided in one place. A reconcile only reads caches and writes a
 		// few objects, and events are batched, so one worker keeps up with

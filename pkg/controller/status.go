@@ -7,6 +7,7 @@ import (
 	"time"
 
 	coralv1 "github.com/coral-dev/coral/pkg/apis/coral/v1alpha1"
+	"github.com/coral-dev/coral/pkg/plan"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -117,6 +118,9 @@ func (s *shared) finalize(ctx context.Context, obj client.Object) (ctrl.Result, 
 	if !controllerutil.ContainsFinalizer(obj, Finalizer) {
 		return ctrl.Result{}, nil
 	}
+	s.mu.Lock()
+	delete(s.plans, obj.GetUID()) // no more syncs
+	s.mu.Unlock()
 	if err := s.deletePullJobs(ctx, obj); err != nil {
 		return ctrl.Result{}, err
 	}
@@ -152,7 +156,7 @@ func (s *shared) deletePullJobs(ctx context.Context, obj client.Object) error {
 			continue
 		}
 		s.mu.Lock()
-		_, gone := s.deleted[j.Namespace+"/"+j.Name]
+		_, gone := s.deleted[jobKey(j)]
 		s.mu.Unlock()
 		if !gone && j.DeletionTimestamp == nil {
 			pull = append(pull, j)
@@ -180,8 +184,8 @@ func (s *shared) deletePullJobs(ctx context.Context, obj client.Object) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, j := range pull {
-		s.deleted[j.Namespace+"/"+j.Name] = now
-		delete(s.recorded, j.Namespace+"/"+j.Name)
+		s.deleted[jobKey(j)] = now
+		delete(s.recorded, jobKey(j))
 	}
 	return nil
 }
@@ -253,31 +257,26 @@ func (s *shared) all(list client.ObjectList) handler.MapFunc {
 	}
 }
 
-// nodeChanged passes node events that can change a plan: a node joins or
-// leaves, its labels, annotations (runtime socket, host root) or
-// schedulability change, or it becomes Ready or not Ready.
-func nodeChanged() predicate.Predicate {
+// nodeChanged passes the node events that can change a plan — a node
+// joins or leaves, or changes in what plan.SameInputs compares (labels,
+// annotations, cordon, taints, readiness, runtime) — and counts each in
+// nodeEpoch before it is passed on, so a reconcile that event queues
+// always sees the new count and replans (plans).
+func (s *shared) nodeChanged() predicate.Predicate {
+	changed := func() bool { s.nodeEpoch.Add(1); return true }
 	return predicate.Funcs{
+		CreateFunc: func(event.CreateEvent) bool { return changed() },
+		DeleteFunc: func(event.DeleteEvent) bool { return changed() },
 		UpdateFunc: func(e event.UpdateEvent) bool {
 			a, ok1 := e.ObjectOld.(*corev1.Node)
 			b, ok2 := e.ObjectNew.(*corev1.Node)
-			if !ok1 || !ok2 {
-				return true
+			if ok1 && ok2 && plan.SameInputs(a, b) {
+				return false
 			}
-			return !mapsEqual(a.Labels, b.Labels) || !mapsEqual(a.Annotations, b.Annotations) ||
-				a.Spec.Unschedulable != b.Spec.Unschedulable || readyOf(a) != readyOf(b) ||
-				a.Status.NodeInfo.ContainerRuntimeVersion != b.Status.NodeInfo.ContainerRuntimeVersion
+			return changed()
 		},
+		GenericFunc: func(event.GenericEvent) bool { return changed() },
 	}
-}
-
-func readyOf(n *corev1.Node) corev1.ConditionStatus {
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			return c.Status
-		}
-	}
-	return corev1.ConditionUnknown
 }
 
 func mapsEqual(a, b map[string]string) bool {

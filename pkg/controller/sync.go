@@ -78,7 +78,7 @@ func (s *shared) sync(ctx context.Context, tg *target) (*outcome, error) {
 	out := &outcome{}
 	ns, uid := tg.obj.GetNamespace(), string(tg.obj.GetUID())
 
-	p, missingNames, err := s.plan(ctx, tg)
+	p, missingNames, err := s.plan(tg)
 	if err != nil {
 		return nil, err
 	}
@@ -108,7 +108,7 @@ func (s *shared) sync(ctx context.Context, tg *target) (*outcome, error) {
 	s.mu.Lock()
 	jobOf := make(map[string]*batchv1.Job, len(jobList))
 	for _, j := range jobList {
-		if _, gone := s.deleted[ns+"/"+j.Name]; gone || j.DeletionTimestamp != nil {
+		if _, gone := s.deleted[jobKey(j)]; gone || j.DeletionTimestamp != nil {
 			continue
 		}
 		jobOf[j.Annotations[jobs.AnnotationNode]] = j
@@ -127,7 +127,7 @@ func (s *shared) sync(ctx context.Context, tg *target) (*outcome, error) {
 				records[node] = rec
 			}
 			s.mu.Lock()
-			_, finishing := s.recorded[ns+"/"+j.Name]
+			_, finishing := s.recorded[jobKey(j)]
 			s.mu.Unlock()
 			if finishing {
 				out.after(finishWait + time.Second) // should the Job controller not finish it
@@ -288,9 +288,74 @@ func isSkipped(p *plan.Plan, node string) bool {
 	return false
 }
 
-// plan selects the object's nodes with pkg/plan. Named nodes that do not
+// cachedPlan is an object's last plan and what it was made from: the
+// count of node events that can change a plan (nodeEpoch) and the object's
+// selection, items and plan options (inputs).
+type cachedPlan struct {
+	epoch   uint64
+	inputs  string
+	plan    *plan.Plan
+	missing []string
+	used    time.Time
+}
+
+// planTTL drops a plan no reconcile used for this long (its object went
+// without a finalize, or has nothing left to do).
+const planTTL = 10 * time.Minute
+
+// plan is the object's plan: the one it had while no node event that can
+// change a plan came and the object's inputs are the same, else a new one.
+// Planning reads every node; a reconcile comes for every few Jobs that
+// finish, and planning was 48 % of what the controller allocated at 5000
+// nodes (bench-scale --modes controller, an allocs profile). The plan is
+// shared between reconciles: read it, never change it.
+func (s *shared) plan(tg *target) (*plan.Plan, []string, error) {
+	// Read before the nodes are: an event counted after this replans on the
+	// next reconcile, which that event queues (nodeChanged).
+	epoch := s.nodeEpoch.Load()
+	inputs, err := planInputs(tg)
+	if err != nil {
+		return nil, nil, err
+	}
+	uid := tg.obj.GetUID()
+	now := time.Now()
+	s.mu.Lock()
+	if c := s.plans[uid]; c != nil && c.epoch == epoch && c.inputs == inputs {
+		c.used = now
+		s.mu.Unlock()
+		return c.plan, c.missing, nil
+	}
+	s.mu.Unlock()
+	p, missing, err := s.buildPlan(tg)
+	if err != nil {
+		return nil, nil, err
+	}
+	s.mu.Lock()
+	s.plans[uid] = &cachedPlan{epoch: epoch, inputs: inputs, plan: p, missing: missing, used: now}
+	s.mu.Unlock()
+	return p, missing, nil
+}
+
+// planInputs is what an object's plan is made from besides the nodes, as
+// a string to compare.
+func planInputs(tg *target) (string, error) {
+	o := tg.planOpts
+	sel := ""
+	if o.Selector != nil {
+		sel = o.Selector.String()
+	}
+	o.Selector = nil
+	b, err := json.Marshal(struct {
+		Nodes   coralv1.Nodes
+		Items   []plan.Item
+		Options string
+	}{tg.nodes, tg.items, fmt.Sprintf("%#v %q", o, sel)})
+	return string(b), err
+}
+
+// buildPlan selects the object's nodes with pkg/plan. Named nodes that do not
 // exist are returned apart: a node may join later, it is not an error.
-func (s *shared) plan(ctx context.Context, tg *target) (*plan.Plan, []string, error) {
+func (s *shared) buildPlan(tg *target) (*plan.Plan, []string, error) {
 	// The cache's nodes (every reconcile plans over every node): pkg/plan
 	// only reads them.
 	nodes, err := s.view.Nodes()
@@ -402,7 +467,7 @@ func (s *shared) start(ctx context.Context, tg *target, cands []attemptTask, out
 			}
 			s.admitted[admitKey] = time.Now()
 		}
-		key := job.Namespace + "/" + job.Name
+		key := jobKey(job)
 		err := s.client.Create(ctx, job)
 		switch {
 		case apierrors.IsAlreadyExists(err):
@@ -535,8 +600,8 @@ func (s *shared) finish(ctx context.Context, j *batchv1.Job, at *metav1.Time, no
 		return s.deleteJob(ctx, j)
 	}
 	s.mu.Lock()
-	if _, ok := s.recorded[j.Namespace+"/"+j.Name]; !ok {
-		s.recorded[j.Namespace+"/"+j.Name] = now
+	if _, ok := s.recorded[jobKey(j)]; !ok {
+		s.recorded[jobKey(j)] = now
 	}
 	s.mu.Unlock()
 	return nil
@@ -664,8 +729,8 @@ func (s *shared) deleteJob(ctx context.Context, j *batchv1.Job) error {
 		return err
 	}
 	s.mu.Lock()
-	s.deleted[j.Namespace+"/"+j.Name] = time.Now()
-	delete(s.recorded, j.Namespace+"/"+j.Name)
+	s.deleted[jobKey(j)] = time.Now()
+	delete(s.recorded, jobKey(j))
 	s.mu.Unlock()
 	return nil
 }
@@ -792,7 +857,9 @@ func (s *shared) listRecords(ns, uid string) (map[string]*coralv1.PrefetchNode, 
 	return out, nil
 }
 
-func recordKey(ns, name string) string { return ns + "/" + name }
+func recordKey(ns, name string) types.NamespacedName {
+	return types.NamespacedName{Namespace: ns, Name: name}
+}
 
 // recordName is "<prefix>.<object>.<node>", hashed when that would be too long.
 func recordName(prefix, obj, node string) string {
