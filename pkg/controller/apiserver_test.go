@@ -244,6 +244,32 @@ func TestReconcileAgainstAPIServer(t *testing.T) {
 	if js := listJobs(t, cl, ns); len(js) != 0 {
 		t.Errorf("%d Jobs right after a failure: the retry must wait for its backoff", len(js))
 	}
+
+	// Node changes reach a plan the controller keeps between reconciles: a
+	// cordoned node is skipped and keeps its record; a node relabelled out
+	// of the selection loses its record and its failure.
+	setNode := func(name string, change func(n *corev1.Node)) {
+		var n corev1.Node
+		must(t, cl.Get(ctx, client.ObjectKey{Name: name}, &n))
+		change(&n)
+		must(t, cl.Update(ctx, &n))
+	}
+	setNode("n4", func(n *corev1.Node) { n.Spec.Unschedulable = true })
+	setNode("n5", func(n *corev1.Node) { n.Labels["pool"] = "batch" })
+	waitFor(t, "n4 skipped, n5 out of the selection", func() bool {
+		must(t, cl.Get(ctx, client.ObjectKeyFromObject(ip), ip))
+		return ip.Status.SkippedNodes == 1 && len(ip.Status.Skipped) == 1 && ip.Status.Skipped[0].Node == "n4" &&
+			ip.Status.DesiredNodes == 3 && ip.Status.FailedNodes == 0 && ip.Status.Ready == "3/3"
+	})
+	waitFor(t, "n5's record deleted, n4's kept", func() bool {
+		must(t, cl.List(ctx, &recs, client.InNamespace(ns)))
+		var nodes []string
+		for _, r := range recs.Items {
+			nodes = append(nodes, r.Node)
+		}
+		sort.Strings(nodes)
+		return strings.Join(nodes, " ") == "n1 n2 n3 n4"
+	})
 }
 
 func must(t *testing.T, err error) {

@@ -95,8 +95,9 @@ func TestPlanKeptUntilANodeChanges(t *testing.T) {
 		items: []plan.Item{{Ref: "reg.local/app:1"}}}
 	planned := func(what string, want ...string) *plan.Plan {
 		t.Helper()
-		p, _, err := s.plan(tg)
+		c, err := s.plan(tg)
 		must(t, err)
+		p := c.plan
 		var got []string
 		for _, task := range p.Tasks {
 			got = append(got, task.Node)

@@ -81,10 +81,11 @@ func (s *shared) sync(ctx context.Context, tg *target) (*outcome, error) {
 	out := &outcome{}
 	ns, uid := tg.obj.GetNamespace(), string(tg.obj.GetUID())
 
-	p, missingNames, err := s.plan(tg)
+	cp, err := s.plan(tg)
 	if err != nil {
 		return nil, err
 	}
+	p, missingNames := cp.plan, cp.missing
 	records, err := s.listRecords(ns, uid)
 	if err != nil {
 		return nil, err
@@ -152,9 +153,7 @@ func (s *shared) sync(ctx context.Context, tg *target) (*outcome, error) {
 	}
 
 	var cands []attemptTask
-	inPlan := make(map[string]bool, len(p.Tasks))
 	for _, t := range p.Tasks {
-		inPlan[t.Node] = true
 		out.desired++
 		rec := records[t.Node]
 		if j := jobOf[t.Node]; j != nil {
@@ -201,7 +200,7 @@ func (s *shared) sync(ctx context.Context, tg *target) (*outcome, error) {
 	// except the record of a node that is still there and holds images this
 	// object pinned: it is how the finalizer finds the pins to release.
 	for node, rec := range records {
-		if inPlan[node] || jobOf[node] != nil || isSkipped(p, node) {
+		if cp.selected[node] || jobOf[node] != nil {
 			continue
 		}
 		if holdsPins(rec) {
@@ -282,15 +281,6 @@ func socketVolume(j *batchv1.Job) *corev1.Volume {
 	return nil
 }
 
-func isSkipped(p *plan.Plan, node string) bool {
-	for _, sk := range p.Skipped {
-		if sk.Node == node {
-			return true
-		}
-	}
-	return false
-}
-
 // cachedPlan is an object's last plan and what it was made from: the
 // count of node events that can change a plan (nodeEpoch) and the object's
 // selection, items and plan options (inputs).
@@ -299,7 +289,10 @@ type cachedPlan struct {
 	inputs  string
 	plan    *plan.Plan
 	missing []string
-	used    time.Time
+	// selected are the plan's nodes, tasks and skips: a record of any
+	// other node is for one that left the selection.
+	selected map[string]bool
+	used     time.Time
 }
 
 // planTTL drops a plan no reconcile used for this long (its object went
@@ -312,13 +305,13 @@ const planTTL = 10 * time.Minute
 // finish, and planning was 48 % of what the controller allocated at 5000
 // nodes (bench-scale --modes controller, an allocs profile). The plan is
 // shared between reconciles: read it, never change it.
-func (s *shared) plan(tg *target) (*plan.Plan, []string, error) {
+func (s *shared) plan(tg *target) (*cachedPlan, error) {
 	// Read before the nodes are: an event counted after this replans on the
 	// next reconcile, which that event queues (nodeChanged).
 	epoch := s.nodeEpoch.Load()
 	inputs, err := planInputs(tg)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	uid := tg.obj.GetUID()
 	now := time.Now()
@@ -326,18 +319,26 @@ func (s *shared) plan(tg *target) (*plan.Plan, []string, error) {
 	if c := s.plans[uid]; c != nil && c.epoch == epoch && c.inputs == inputs {
 		c.used = now
 		s.mu.Unlock()
-		return c.plan, c.missing, nil
+		return c, nil
 	}
 	s.mu.Unlock()
 	p, missing, err := s.buildPlan(tg)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	spread(p, uid)
+	c := &cachedPlan{epoch: epoch, inputs: inputs, plan: p, missing: missing, used: now,
+		selected: make(map[string]bool, len(p.Tasks)+len(p.Skipped))}
+	for _, t := range p.Tasks {
+		c.selected[t.Node] = true
+	}
+	for _, sk := range p.Skipped {
+		c.selected[sk.Node] = true
+	}
 	s.mu.Lock()
-	s.plans[uid] = &cachedPlan{epoch: epoch, inputs: inputs, plan: p, missing: missing, used: now}
+	s.plans[uid] = c
 	s.mu.Unlock()
-	return p, missing, nil
+	return c, nil
 }
 
 // spread orders a plan's tasks by a hash of the object and the node, not
