@@ -17,7 +17,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
@@ -86,16 +85,8 @@ func TestFinalizeDeletesPullJobsAtOnce(t *testing.T) {
 					return rt.RoundTrip(r)
 				})
 			})
-			opts := CacheOptions(nil)
-			opts.Scheme = Scheme()
-			c, err := cache.New(counted, opts)
-			must(t, err)
-			v, err := newView(ctx, c)
-			must(t, err)
-			go func() { _ = c.Start(ctx) }()
-			if !c.WaitForCacheSync(ctx) {
-				t.Fatal("the cache did not sync")
-			}
+			c, v := newCacheView(ctx, t, counted)
+			startCache(ctx, t, c)
 			waitFor(t, "the cache holds the 31 Jobs", func() bool { l, err := v.Jobs(ns, string(ip.UID)); return err == nil && len(l) == 31 })
 			w, err := client.New(counted, client.Options{Scheme: Scheme()})
 			must(t, err)

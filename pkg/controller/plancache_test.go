@@ -12,7 +12,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	toolscache "k8s.io/client-go/tools/cache"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 )
@@ -29,22 +28,13 @@ func TestPlanKeptUntilANodeChanges(t *testing.T) {
 	addNode(t, cl, "n1", "web")
 	addNode(t, cl, "n2", "web")
 
-	opts := CacheOptions(nil)
-	opts.Scheme = Scheme()
-	c, err := cache.New(cfg, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := newView(ctx, c)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, v := newCacheView(ctx, t, cfg)
 	s := &shared{view: v, plans: map[types.UID]*cachedPlan{}}
 	// The node watch: the predicate, then (here) a note of the last
 	// resourceVersion it was handed, so the test knows an event went by.
 	pred := s.nodeChanged()
 	seen := make(chan string, 100)
-	_, err = v.nodes.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+	_, err := v.nodes.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
 		AddFunc: func(o any) {
 			pred.Create(event.CreateEvent{Object: o.(client.Object)})
 			seen <- o.(*corev1.Node).ResourceVersion
@@ -56,10 +46,7 @@ func TestPlanKeptUntilANodeChanges(t *testing.T) {
 		DeleteFunc: func(o any) { pred.Delete(event.DeleteEvent{Object: o.(client.Object)}); seen <- "deleted" },
 	})
 	must(t, err)
-	go func() { _ = c.Start(ctx) }()
-	if !c.WaitForCacheSync(ctx) {
-		t.Fatal("the cache did not sync")
-	}
+	startCache(ctx, t, c)
 	// passed waits until the watch has handed over the node at rv.
 	passed := func(rv string) {
 		t.Helper()

@@ -12,6 +12,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -30,16 +31,7 @@ func TestViewReadsTheCacheUncopied(t *testing.T) {
 		addNode(t, cl, n, "web")
 	}
 
-	opts := CacheOptions(nil)
-	opts.Scheme = Scheme()
-	c, err := cache.New(cfg, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := newView(ctx, c)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, v := newCacheView(ctx, t, cfg)
 	if _, err := v.Jobs("coral", "u1"); !errors.Is(err, errNotSynced) {
 		t.Fatalf("a read before the cache started: %v, want errNotSynced", err)
 	}
@@ -88,10 +80,7 @@ func TestViewReadsTheCacheUncopied(t *testing.T) {
 	record("coral", "r2", "u2", "n1")
 	record("other", "r3", "u1", "n1")
 
-	go func() { _ = c.Start(ctx) }()
-	if !c.WaitForCacheSync(ctx) {
-		t.Fatal("the cache did not sync")
-	}
+	startCache(ctx, t, c)
 	names := func(objs []client.Object) string {
 		var out []string
 		for _, o := range objs {
@@ -173,4 +162,26 @@ func asObjects[T any, P interface {
 		out[i] = P(o)
 	}
 	return out
+}
+
+// newCacheView is the controller's cache (CacheOptions) for cfg, not yet
+// started, and a view of it.
+func newCacheView(ctx context.Context, t *testing.T, cfg *rest.Config) (cache.Cache, *view) {
+	t.Helper()
+	opts := CacheOptions(nil)
+	opts.Scheme = Scheme()
+	c, err := cache.New(cfg, opts)
+	must(t, err)
+	v, err := newView(ctx, c)
+	must(t, err)
+	return c, v
+}
+
+// startCache starts a cache and waits for its first sync.
+func startCache(ctx context.Context, t *testing.T, c cache.Cache) {
+	t.Helper()
+	go func() { _ = c.Start(ctx) }()
+	if !c.WaitForCacheSync(ctx) {
+		t.Fatal("the cache did not sync")
+	}
 }
