@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"testing"
+	"time"
 
 	coralv1 "github.com/coral-dev/coral/pkg/apis/coral/v1alpha1"
 	"github.com/coral-dev/coral/pkg/plan"
@@ -67,11 +68,15 @@ func TestPlanKeptUntilANodeChanges(t *testing.T) {
 		t.Helper()
 		var n corev1.Node
 		must(t, cl.Get(ctx, client.ObjectKey{Name: name}, &n))
+		before := n.ResourceVersion
 		change(&n)
 		if status {
 			must(t, cl.Status().Update(ctx, &n))
 		} else {
 			must(t, cl.Update(ctx, &n))
+		}
+		if n.ResourceVersion == before {
+			t.Fatalf("updating %s changed nothing: no event to test", name)
 		}
 		passed(n.ResourceVersion)
 	}
@@ -105,7 +110,9 @@ func TestPlanKeptUntilANodeChanges(t *testing.T) {
 	if again := planned("again", "n1", "n2"); again != first {
 		t.Error("a second reconcile with nothing changed planned again")
 	}
-	update("n1", func(n *corev1.Node) { n.Status.Conditions[0].LastHeartbeatTime = metav1.Now() }, true)
+	update("n1", func(n *corev1.Node) { // a minute on: never the second addNode wrote
+		n.Status.Conditions[0].LastHeartbeatTime = metav1.NewTime(time.Now().Add(time.Minute))
+	}, true)
 	if p := planned("after a heartbeat", "n1", "n2"); p != first {
 		t.Error("a heartbeat made a new plan: it cannot change one")
 	}
