@@ -2,7 +2,6 @@ package controller
 
 import (
 	"context"
-	"fmt"
 	"sort"
 	"testing"
 	"time"
@@ -94,7 +93,7 @@ func TestPlanKeptUntilANodeChanges(t *testing.T) {
 		for _, task := range p.Tasks {
 			got = append(got, task.Node)
 		}
-		sort.Strings(got) // the plan's order is spread's
+		sort.Strings(got) // the plan is in plan.Spread's order
 		if len(got) != len(want) {
 			t.Fatalf("%s: tasks for %v, want %v", what, got, want)
 		}
@@ -132,52 +131,5 @@ func TestPlanKeptUntilANodeChanges(t *testing.T) {
 	tg.items = []plan.Item{{Ref: "reg.local/app:2"}}
 	if p := planned("with a new item", "n1"); p == cordoned || p.Tasks[0].Items[0].Ref != "reg.local/app:2" {
 		t.Errorf("a new item kept the old plan: %+v", p.Tasks[0].Items)
-	}
-}
-
-// spread: a permutation of the plan, the same for an object every time,
-// another for another object, and nodes next to each other by name do not
-// come first together (the first 25 of 100 by name, as bench-scale's
-// silent nodes are, are not the first 20 started).
-func TestSpreadOrdersTasksByHash(t *testing.T) {
-	mk := func() *plan.Plan {
-		p := &plan.Plan{}
-		for i := range 100 {
-			p.Tasks = append(p.Tasks, plan.Task{Node: fmt.Sprintf("node-%03d", i)})
-		}
-		return p
-	}
-	names := func(p *plan.Plan) []string {
-		var out []string
-		for _, t := range p.Tasks {
-			out = append(out, t.Node)
-		}
-		return out
-	}
-	a, again, b := mk(), mk(), mk()
-	spread(a, "uid-a")
-	spread(again, "uid-a")
-	spread(b, "uid-b")
-	if fmt.Sprint(names(a)) != fmt.Sprint(names(again)) {
-		t.Error("one object's order changed between two plans")
-	}
-	if fmt.Sprint(names(a)) == fmt.Sprint(names(b)) {
-		t.Error("two objects share one order")
-	}
-	sorted := names(a)
-	sort.Strings(sorted)
-	if fmt.Sprint(sorted) != fmt.Sprint(names(mk())) {
-		t.Errorf("not a permutation of the plan: %v", sorted)
-	}
-	for _, p := range []*plan.Plan{a, b} {
-		first := 0
-		for _, n := range names(p)[:20] {
-			if n < "node-025" {
-				first++
-			}
-		}
-		if first > 12 {
-			t.Errorf("%d of the first 20 started are among the first 25 by name", first)
-		}
 	}
 }

@@ -1,16 +1,13 @@
 package controller
 
 import (
-	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"regexp"
-	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -326,7 +323,8 @@ func (s *shared) plan(tg *target) (*cachedPlan, error) {
 	if err != nil {
 		return nil, err
 	}
-	spread(p, uid)
+	// Jobs start in plan order: each object in its own, not by name.
+	plan.Spread(p.Tasks, string(uid), func(t plan.Task) string { return t.Node })
 	c := &cachedPlan{epoch: epoch, inputs: inputs, plan: p, missing: missing, used: now,
 		selected: make(map[string]bool, len(p.Tasks)+len(p.Skipped))}
 	for _, t := range p.Tasks {
@@ -339,32 +337,6 @@ func (s *shared) plan(tg *target) (*cachedPlan, error) {
 	s.plans[uid] = c
 	s.mu.Unlock()
 	return c, nil
-}
-
-// spread orders a plan's tasks by a hash of the object and the node, not
-// by name: Jobs are started in plan order, and node names follow racks,
-// zones and pools — where failures cluster. Nodes that hang their worker
-// (until nodeTimeout) and sort together would fill the object's cap at
-// once and start nothing else until then: the first 5000-node run's first
-// result came after 93 s, its 25 silent nodes being the first 25 by name
-// (docs/scale.md). Each object has its own order, stable across replans.
-func spread(p *plan.Plan, uid types.UID) {
-	type hashed struct {
-		h uint64
-		t plan.Task
-	}
-	order := make([]hashed, len(p.Tasks))
-	for i, t := range p.Tasks {
-		h := fnv.New64a()
-		h.Write([]byte(uid))
-		h.Write([]byte{0})
-		h.Write([]byte(t.Node))
-		order[i] = hashed{h.Sum64(), t}
-	}
-	slices.SortFunc(order, func(a, b hashed) int { return cmp.Or(cmp.Compare(a.h, b.h), strings.Compare(a.t.Node, b.t.Node)) })
-	for i := range order {
-		p.Tasks[i] = order[i].t
-	}
 }
 
 // planInputs is what an object's plan is made from besides the nodes, as
