@@ -12,11 +12,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/coral-dev/coral/pkg/jobs"
+	"github.com/coral-dev/coral/pkg/plan"
 	"github.com/coral-dev/coral/pkg/report"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -251,6 +253,12 @@ func (e *Engine) Run(ctx context.Context, njs []NodeJob) (results []NodeResult, 
 		r.states[nj.Node] = st
 		r.order = append(r.order, st)
 	}
+	// Workers start in an order of their own, hashed with the run id: node
+	// names follow racks and pools, where failures cluster, and a block of
+	// hanging nodes next to each other by name would fill the cap on
+	// workers in flight until their timeout.
+	r.starts = slices.Clone(r.order)
+	plan.Spread(r.starts, e.RunID, func(st *nodeState) string { return st.node })
 	defer r.evq.close()
 	r.followCtx, r.stopFollow = context.WithCancel(ctx)
 	defer r.stopFollow()
@@ -360,7 +368,8 @@ type runner struct {
 	e        *Engine
 	mu       sync.Mutex
 	states   map[string]*nodeState
-	order    []*nodeState
+	order    []*nodeState // the NodeJobs' order: results are returned in it
+	starts   []*nodeState // the order workers are created in (plan.Spread)
 	done     int
 	stopping bool // no more workers are created
 	closed   bool // no more results are taken, no more events sent
@@ -421,13 +430,13 @@ func (r *runner) canCreate() bool { return r.pace.Allows(r.live, r.podless) }
 // client's QPS limit still paces a large run).
 const createsAtOnce = 8
 
-// dispatch creates workers in plan order within the flow-control limits,
+// dispatch creates workers in r.starts' order within the flow-control limits,
 // up to createsAtOnce calls at once; it returns when its calls have.
 func (r *runner) dispatch(ctx context.Context) {
 	var calls sync.WaitGroup
 	defer calls.Wait()
 	slots := make(chan struct{}, createsAtOnce)
-	for _, st := range r.order {
+	for _, st := range r.starts {
 		select {
 		case slots <- struct{}{}:
 		case <-ctx.Done():

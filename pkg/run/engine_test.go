@@ -3,6 +3,7 @@ package run
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -221,7 +222,8 @@ func TestRunInterruptDeletesEverything(t *testing.T) {
 	k.start(t, ctx)
 	started := make(chan struct{})
 	var once sync.Once
-	e := &Engine{Client: c, Namespace: ns, RunID: "r2", MaxInFlight: 2, NodeTimeout: time.Minute,
+	// MaxInFlight 3: every worker starts, whatever the run's start order.
+	e := &Engine{Client: c, Namespace: ns, RunID: "r2", MaxInFlight: 3, NodeTimeout: time.Minute,
 		OnEvent: func(ev Event) {
 			if ev.Type == EventFinished && ev.Node == "n1" {
 				once.Do(func() { close(started) })
@@ -241,6 +243,52 @@ func TestRunInterruptDeletesEverything(t *testing.T) {
 	for _, r := range res[1:] {
 		if r.Items[0].Status != report.StatusFailed || !strings.Contains(r.Items[0].Message, "interrupted") {
 			t.Errorf("%s: %+v", r.Node, r.Items[0])
+		}
+	}
+}
+
+// Workers are created in plan.Spread's order for the run id, not in the
+// NodeJobs' (name) order; results come back in the NodeJobs' order.
+func TestRunStartsWorkersInSpreadOrder(t *testing.T) {
+	c := newClient()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	k := &kubelet{client: c, behave: func(node string, pod *corev1.Pod) bool {
+		succeed(pod, []string{"a:1", "b:2"}, report.StatusPulled)
+		return true
+	}}
+	k.start(t, ctx)
+	var nodes []string
+	for i := range 12 {
+		nodes = append(nodes, fmt.Sprintf("node-%02d", i))
+	}
+	var mu sync.Mutex
+	var created []string
+	e := &Engine{Client: c, Namespace: ns, RunID: "r-order", MaxInFlight: 1, JobsAhead: -1, NodeTimeout: time.Minute,
+		OnEvent: func(ev Event) {
+			if ev.Type == EventCreated {
+				mu.Lock()
+				created = append(created, ev.Node)
+				mu.Unlock()
+			}
+		}}
+	res, _, err := e.Run(ctx, nodeJobs("r-order", nodes...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := slices.Clone(nodes)
+	plan.Spread(want, "r-order", func(n string) string { return n })
+	if slices.Equal(want, nodes) {
+		t.Fatal("the spread order is the name order: pick another run id")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(created, want) {
+		t.Errorf("workers created in the order %v, want %v", created, want)
+	}
+	for i, r := range res {
+		if r.Node != nodes[i] || r.Items[0].Status != report.StatusPulled {
+			t.Errorf("result %d: %s %+v, want %s Pulled (the NodeJobs' order)", i, r.Node, r.Items[0], nodes[i])
 		}
 	}
 }
