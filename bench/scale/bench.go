@@ -278,7 +278,7 @@ func (b *bench) runN(ctx context.Context, n int) error {
 	f := newFates(n, b.c.failPct, b.c.silentPct)
 	b.comp.fates.Store(f)
 	logf("N=%d: fates %s", n, f)
-	jobsFile, silentFile, err := b.dryRun(ctx, n, f)
+	jobsFile, failFile, err := b.dryRun(ctx, n, f)
 	if err != nil {
 		return err
 	}
@@ -301,7 +301,7 @@ func (b *bench) runN(ctx context.Context, n int) error {
 					return ctx.Err()
 				}
 				r := &runResult{N: n, Mode: mode, Round: round, Who: who, WantOK: f.count[fateOK], WantBad: f.count[fateFail] + f.count[fateSilent]}
-				b.measure(ctx, r, f, jobsFile, silentFile)
+				b.measure(ctx, r, f, jobsFile, failFile)
 				b.results = append(b.results, r)
 				b.logRun(r)
 			}
@@ -337,14 +337,8 @@ func (b *bench) dryRun(ctx context.Context, n int, f *fates) (string, string, er
 	if err := os.WriteFile(jobsFile, out, 0o600); err != nil {
 		return "", "", err
 	}
-	var silent []string
-	for node, ft := range f.byNode {
-		if ft == fateSilent {
-			silent = append(silent, node)
-		}
-	}
-	silentFile := filepath.Join(b.work, fmt.Sprintf("silent-%d.txt", n))
-	return jobsFile, silentFile, os.WriteFile(silentFile, []byte(strings.Join(silent, "\n")+"\n"), 0o600)
+	failFile := filepath.Join(b.work, fmt.Sprintf("fail-%d.txt", n))
+	return jobsFile, failFile, os.WriteFile(failFile, []byte(strings.Join(f.failing(), "\n")+"\n"), 0o600)
 }
 
 func (b *bench) coralCommon() []string {
@@ -377,7 +371,7 @@ func (b *bench) runTimeout(n int) time.Duration {
 }
 
 // measure times one run from an empty namespace and collects its costs.
-func (b *bench) measure(ctx context.Context, r *runResult, f *fates, jobsFile, silentFile string) {
+func (b *bench) measure(ctx context.Context, r *runResult, f *fates, jobsFile, failFile string) {
 	if left := b.countObjects(ctx); left.undeleted() > 0 {
 		logf("N=%d: %s in the namespace before the run; deleting them", r.N, left.String())
 		b.sweep(ctx)
@@ -399,10 +393,11 @@ func (b *bench) measure(ctx context.Context, r *runResult, f *fates, jobsFile, s
 		return
 	}
 	cpu0 := b.daemonCPU()
+	f.newRun()
 	var err error
 	switch {
 	case r.Who == "bound":
-		err = b.runBound(ctx, r, jobsFile, silentFile)
+		err = b.runBound(ctx, r, jobsFile, failFile, f.silent)
 	case r.Mode == "controller":
 		err = b.runController(ctx, r, f)
 	default:
@@ -412,6 +407,9 @@ func (b *bench) measure(ctx context.Context, r *runResult, f *fates, jobsFile, s
 	r.APICPU = cpu1["kube-apiserver"] - cpu0["kube-apiserver"]
 	r.KCMCPU = cpu1["kube-controller-manager"] - cpu0["kube-controller-manager"]
 	r.KwokCPU = cpu1["kwok"] - cpu0["kwok"]
+	if err == nil && f.chosen() != f.silent {
+		err = fmt.Errorf("the pods of %d nodes appeared, fewer than the %d silent ones the run needs", f.chosen(), f.silent)
+	}
 	if err != nil {
 		r.Err = oneLine(err.Error())
 	}
@@ -441,7 +439,7 @@ func (b *bench) measure(ctx context.Context, r *runResult, f *fates, jobsFile, s
 	r.Req, r.Sim, r.KCM = counts[user], counts["coral-sim"], counts[kcmUser]
 }
 
-func (b *bench) runBound(ctx context.Context, r *runResult, jobsFile, silentFile string) error {
+func (b *bench) runBound(ctx context.Context, r *runResult, jobsFile, failFile string, silent int) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -449,7 +447,7 @@ func (b *bench) runBound(ctx context.Context, r *runResult, jobsFile, silentFile
 	cctx, cancel := context.WithTimeout(ctx, b.runTimeout(r.N)+time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(cctx, self, "bound", "--kubeconfig", b.e.boundKubeconfig, "--namespace", b.e.namespace,
-		"--jobs", jobsFile, "--mode", boundMode(r.Mode), "--silent", silentFile, "--timeout", b.runTimeout(r.N).String(),
+		"--jobs", jobsFile, "--mode", boundMode(r.Mode), "--fail", failFile, "--silent", strconv.Itoa(silent), "--timeout", b.runTimeout(r.N).String(),
 		"--qps", strconv.FormatFloat(b.c.boundQPS, 'f', -1, 64), "--owner-lease="+strconv.FormatBool(b.c.boundOwnerLease))
 	var stderr, stdout bytes.Buffer
 	cmd.Stderr, cmd.Stdout = &stderr, &stdout
@@ -467,7 +465,6 @@ func (b *bench) runBound(ctx context.Context, r *runResult, jobsFile, silentFile
 	}
 	r.Wall, r.First, r.Last, r.Exit = res.Wall, res.First, res.Last, cmd.ProcessState.ExitCode()
 	// Silent nodes are done for the bound once their pod runs; they count as failed.
-	silent := len(silentOf(silentFile))
 	r.OK = res.Reported - res.Failed - silent
 	r.Failed = res.Failed + silent + (res.Nodes - res.Reported)
 	r.Detail = fmt.Sprintf("all creates answered at %.1fs", res.Created)
@@ -486,11 +483,6 @@ func boundMode(mode string) string {
 		return "jobs"
 	}
 	return mode
-}
-
-func silentOf(file string) []string {
-	b, _ := os.ReadFile(file)
-	return strings.Fields(string(b))
 }
 
 // resultLine is a finished node in the plugin's plain progress output:
@@ -600,8 +592,8 @@ func checkReport(rep *report.PrefetchReport, f *fates, images int, r *runResult)
 		}
 	}
 	var v verdicts
-	for node, ft := range f.byNode {
-		n := nodes[node]
+	for node := range f.byNode {
+		ft, n := f.of(node), nodes[node]
 		var why string
 		switch {
 		case n == nil:

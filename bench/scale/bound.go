@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -42,7 +41,8 @@ type boundResult struct {
 // Coral dry run (or, with --mode pods, bare pods from their templates) under
 // a fresh run id, watches the run's pods with one informer, and stops when
 // every node's worker container has terminated (silent nodes: when their pod
-// runs), then deletes what it created, one delete per object. No cap on nodes in
+// runs; they are the first --silent nodes not in --fail whose pods appear,
+// as the completer chooses them), then deletes what it created, one delete per object. No cap on nodes in
 // flight, no events, no deadlines: what the control plane alone allows.
 func boundMain(args []string) int {
 	fs := flag.NewFlagSet("bound", flag.ExitOnError)
@@ -50,12 +50,13 @@ func boundMain(args []string) int {
 	ns := fs.String("namespace", "coral-scale", "namespace")
 	jobsFile := fs.String("jobs", "", "JobList JSON (kubectl coral prefetch images --dry-run=client -o json)")
 	mode := fs.String("mode", "jobs", "jobs or pods")
-	silentFile := fs.String("silent", "", "file with the names of nodes whose worker never reports, one per line")
+	failFile := fs.String("fail", "", "file with the names of the nodes fated to fail, one per line (never silent)")
+	silent := fs.Int("silent", 0, "how many nodes never report: the first whose pods appear, not counting --fail's")
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up after this long")
 	qps := fs.Float64("qps", 100, "client QPS (burst twice that)")
 	ownerLease := fs.Bool("owner-lease", false, "make every Job (or pod) a dependent of one Lease, as Coral's runs are (to tell what that costs the control plane)")
 	_ = fs.Parse(args)
-	res := runBound(*kubeconfig, *ns, *jobsFile, *mode, *silentFile, *timeout, float32(*qps), *ownerLease)
+	res := runBound(*kubeconfig, *ns, *jobsFile, *mode, *failFile, *silent, *timeout, float32(*qps), *ownerLease)
 	_ = json.NewEncoder(os.Stdout).Encode(res)
 	if res.Error != "" || res.TimedOut {
 		return 1
@@ -63,7 +64,7 @@ func boundMain(args []string) int {
 	return 0
 }
 
-func runBound(kubeconfig, ns, jobsFile, mode, silentFile string, timeout time.Duration, qps float32, ownerLease bool) (res boundResult) {
+func runBound(kubeconfig, ns, jobsFile, mode, failFile string, silent int, timeout time.Duration, qps float32, ownerLease bool) (res boundResult) {
 	fail := func(err error) boundResult { res.Error = err.Error(); return res }
 	var list batchv1.JobList
 	b, err := os.ReadFile(jobsFile)
@@ -73,20 +74,19 @@ func runBound(kubeconfig, ns, jobsFile, mode, silentFile string, timeout time.Du
 	if err := json.Unmarshal(b, &list); err != nil {
 		return fail(fmt.Errorf("reading %s: %w", jobsFile, err))
 	}
-	silent := map[string]bool{}
-	if silentFile != "" {
-		f, err := os.Open(silentFile)
+	var failing []string
+	if failFile != "" {
+		b, err := os.ReadFile(failFile)
 		if err != nil {
 			return fail(err)
 		}
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			if s := strings.TrimSpace(sc.Text()); s != "" {
-				silent[s] = true
-			}
-		}
-		f.Close()
+		failing = strings.Fields(string(b))
 	}
+	var nodes []string
+	for _, j := range list.Items {
+		nodes = append(nodes, j.Spec.Template.Spec.NodeName)
+	}
+	fts := knownFates(nodes, failing, silent)
 	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
 		return fail(err)
@@ -127,9 +127,10 @@ func runBound(kubeconfig, ns, jobsFile, mode, silentFile string, timeout time.Du
 			return
 		}
 		node := p.Spec.NodeName
+		fts.appeared(node)
 		cs := containerStatus(p, jobs.ContainerName)
 		done := cs != nil && cs.State.Terminated != nil
-		if !done && !(silent[node] && p.Status.Phase == corev1.PodRunning) {
+		if !done && !(fts.of(node) == fateSilent && p.Status.Phase == corev1.PodRunning) {
 			return
 		}
 		mu.Lock()

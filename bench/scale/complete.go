@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,40 +34,105 @@ const (
 
 func (f fate) String() string { return [...]string{"ok", "fail", "silent"}[f] }
 
-// fates assigns a fate to each of the N nodes of a run: the first
-// silentPct % in name order are silent (Coral dispatches in name order, so
-// their --timeout runs out early, not at the end of the run), and failPct %
-// of the rest, spread evenly, fail.
+// fates assigns a fate to each of the N nodes of a run. failPct % of them,
+// spread evenly in name order, fail. silentPct % are silent, chosen in each
+// run as it goes: the first nodes (not fated to fail) whose worker pod
+// appears. So a silent node's --timeout runs out early in every run,
+// whatever order the tool starts its nodes in (Coral's CLI and controller
+// start them in a hashed order, the bound in name order), and the ratio
+// measures how fast a tool gets through the nodes, not where its order
+// happens to put the ones that hang. The bound (bound.go) picks its silent
+// nodes by the same rule; it runs in its own process and sees the pods
+// appear in the same order (the watch's).
 type fates struct {
 	n      int
-	byNode map[string]fate
+	byNode map[string]fate // fateOK or fateFail: silence is chosen per run
+	silent int
 	count  [3]int
+
+	mu  sync.Mutex
+	run map[string]bool // this run's silent nodes
 }
 
 func newFates(n int, failPct, silentPct float64) *fates {
-	f := &fates{n: n, byNode: make(map[string]fate, n)}
-	silent := int(math.Floor(float64(n) * silentPct / 100))
 	fail := int(math.Floor(float64(n) * failPct / 100))
-	rest := n - silent
+	nodes, failing := make([]string, n), make([]string, 0, fail)
 	for i := 1; i <= n; i++ {
-		name := nodeName(i)
-		switch {
-		case i <= silent:
-			f.byNode[name] = fateSilent
-		case fail > 0 && (i-silent-1)%max(1, rest/fail) == 0 && f.count[fateFail] < fail:
-			f.byNode[name] = fateFail
-		default:
-			f.byNode[name] = fateOK
+		nodes[i-1] = nodeName(i)
+		if fail > 0 && (i-1)%max(1, n/fail) == 0 && len(failing) < fail {
+			failing = append(failing, nodeName(i))
 		}
-		f.count[f.byNode[name]]++
 	}
+	return knownFates(nodes, failing, int(math.Floor(float64(n)*silentPct/100)))
+}
+
+// knownFates are the fates of the given nodes: those failing fail, and
+// silent of the others are chosen as their pods appear.
+func knownFates(nodes, failing []string, silent int) *fates {
+	f := &fates{n: len(nodes), byNode: make(map[string]fate, len(nodes)), run: map[string]bool{}}
+	for _, n := range nodes {
+		f.byNode[n] = fateOK
+	}
+	for _, n := range failing {
+		if _, ok := f.byNode[n]; ok {
+			f.byNode[n] = fateFail
+			f.count[fateFail]++
+		}
+	}
+	f.silent = min(silent, f.n-f.count[fateFail])
+	f.count[fateSilent] = f.silent
+	f.count[fateOK] = f.n - f.count[fateFail] - f.silent
 	return f
 }
 
-func (f *fates) of(node string) fate { return f.byNode[node] }
+// newRun forgets the last run's silent nodes.
+func (f *fates) newRun() {
+	f.mu.Lock()
+	f.run = map[string]bool{}
+	f.mu.Unlock()
+}
+
+// appeared is called with the node of every worker pod seen in a run, in
+// the order the pods appear: the first f.silent nodes not fated to fail
+// become silent.
+func (f *fates) appeared(node string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.run) < f.silent && !f.run[node] && f.byNode[node] == fateOK {
+		f.run[node] = true
+	}
+}
+
+// chosen is how many of the run's silent nodes have been chosen so far.
+func (f *fates) chosen() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.run)
+}
+
+func (f *fates) of(node string) fate {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.run[node] {
+		return fateSilent
+	}
+	return f.byNode[node]
+}
+
+// failing lists the nodes fated to fail (the bound's --fail file).
+func (f *fates) failing() []string {
+	var out []string
+	for node, ft := range f.byNode {
+		if ft == fateFail {
+			out = append(out, node)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
 
 func (f *fates) String() string {
-	return fmt.Sprintf("%d ok, %d fail, %d silent", f.count[fateOK], f.count[fateFail], f.count[fateSilent])
+	return fmt.Sprintf("%d ok, %d fail, %d silent (the first to appear in each run)", f.count[fateOK], f.count[fateFail], f.count[fateSilent])
 }
 
 // completer plays the worker and the kubelet's last status update: when a
@@ -98,7 +164,7 @@ type completer struct {
 
 func startCompleter(ctx context.Context, client kubernetes.Interface, ns string, work time.Duration) (*completer, error) {
 	c := &completer{client: client, ns: ns, work: work, handled: map[types.UID]bool{}, queue: make(chan *corev1.Pod, 100000)}
-	c.fates.Store(&fates{byNode: map[string]fate{}})
+	c.fates.Store(newFates(0, 0, 0))
 	f := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(ns))
 	inf := f.Core().V1().Pods().Informer()
 	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -131,7 +197,11 @@ func startCompleter(ctx context.Context, client kubernetes.Interface, ns string,
 
 func (c *completer) onPod(o any) {
 	p, ok := o.(*corev1.Pod)
-	if !ok || p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning {
+	if !ok || p.DeletionTimestamp != nil {
+		return
+	}
+	c.fates.Load().appeared(p.Spec.NodeName)
+	if p.Status.Phase != corev1.PodRunning {
 		return
 	}
 	cs := containerStatus(p, jobs.ContainerName)

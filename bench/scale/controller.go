@@ -228,8 +228,8 @@ func (b *bench) timeController(ctx context.Context, r *runResult, f *fates, limi
 // checkReport does Coral's report.
 func checkRecords(records map[string]*coralv1.PrefetchNode, f *fates, images int, r *runResult) error {
 	var v verdicts
-	for node, ft := range f.byNode {
-		pn := records[node]
+	for node := range f.byNode {
+		ft, pn := f.of(node), records[node]
 		var why string
 		failed := 0
 		if pn != nil {

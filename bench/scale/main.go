@@ -85,7 +85,7 @@ func benchMain(args []string) int {
 	fs.IntVar(&c.rounds, "rounds", 1, "rounds per N and mode; each times the bound and Coral once")
 	fs.IntVar(&c.images, "images", 3, "images per run (digest references; nothing is pulled)")
 	fs.Float64Var(&c.failPct, "fail-pct", 2, "percent of nodes whose worker reports the first image Failed")
-	fs.Float64Var(&c.silentPct, "silent-pct", 0.5, "percent of nodes whose worker never reports (the first nodes in name order, so their --timeout runs out early in the run)")
+	fs.Float64Var(&c.silentPct, "silent-pct", 0.5, "percent of nodes whose worker never reports: in each run the first nodes whose worker pod appears, whatever the order the tool starts them in (the bound by the same rule), so their --timeout runs out early in the run")
 	fs.DurationVar(&c.work, "work", time.Second, "simulated worker time, from Running to its report")
 	fs.DurationVar(&c.nodeTimeout, "node-timeout", 90*time.Second, "Coral's --timeout (only silent nodes should reach it)")
 	fs.DurationVar(&c.runTimeout, "run-timeout", 0, "limit for one run, bound or Coral (default 180s + 0.6s per node)")

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -117,11 +118,58 @@ func TestFates(t *testing.T) {
 		if f.count[fateFail] != tc.wantFail || f.count[fateSilent] != tc.wantSilt || f.count[fateOK] != tc.n-tc.wantFail-tc.wantSilt {
 			t.Errorf("N=%d: %s, want %d fail %d silent", tc.n, f, tc.wantFail, tc.wantSilt)
 		}
-		for i := 1; i <= tc.wantSilt; i++ {
-			if f.of(nodeName(i)) != fateSilent {
-				t.Errorf("N=%d: %s is %s, want silent (silent nodes come first)", tc.n, nodeName(i), f.of(nodeName(i)))
+		// The silent nodes are the first non-failing ones whose pods
+		// appear, in whatever order: here from the last node down.
+		var want []string
+		for i := tc.n; i >= 1; i-- {
+			f.appeared(nodeName(i))
+			f.appeared(nodeName(i)) // a pod's updates do not count again
+			if f.of(nodeName(i)) == fateFail {
+				continue
+			}
+			if len(want) < tc.wantSilt {
+				want = append(want, nodeName(i))
 			}
 		}
+		for i := 1; i <= tc.n; i++ {
+			if got, silent := f.of(nodeName(i)), slices.Contains(want, nodeName(i)); (got == fateSilent) != silent {
+				t.Errorf("N=%d: %s is %s, silent ones %v", tc.n, nodeName(i), got, want)
+			}
+		}
+		if f.chosen() != tc.wantSilt {
+			t.Errorf("N=%d: %d silent chosen, want %d", tc.n, f.chosen(), tc.wantSilt)
+		}
+		f.newRun()
+		if f.chosen() != 0 || f.of(nodeName(tc.n)) == fateSilent {
+			t.Errorf("N=%d: a new run keeps the last run's silent nodes", tc.n)
+		}
+	}
+}
+
+// TestBoundChoosesAsTheCompleter: the bound (its own process) rebuilds the
+// fates from the node names and the failing ones, and chooses the same
+// silent nodes from the same order of appearance.
+func TestBoundChoosesAsTheCompleter(t *testing.T) {
+	f := newFates(200, 2, 5)
+	var nodes []string
+	for i := 1; i <= 200; i++ {
+		nodes = append(nodes, nodeName(i))
+	}
+	g := knownFates(nodes, f.failing(), f.silent)
+	if g.count != f.count {
+		t.Fatalf("bound %v, completer %v", g.count, f.count)
+	}
+	for _, i := range []int{17, 3, 101, 1, 51, 2, 200, 150, 9, 10, 11, 12, 13, 14, 15, 16, 18, 19, 20} {
+		f.appeared(nodeName(i))
+		g.appeared(nodeName(i))
+	}
+	for _, n := range nodes {
+		if f.of(n) != g.of(n) {
+			t.Errorf("%s: completer %s, bound %s", n, f.of(n), g.of(n))
+		}
+	}
+	if f.chosen() != 10 || f.of(nodeName(1)) != fateFail || f.of(nodeName(17)) != fateSilent || f.of(nodeName(20)) == fateSilent {
+		t.Errorf("chosen %d; sim-00001 %s, sim-00017 %s, sim-00020 %s", f.chosen(), f.of(nodeName(1)), f.of(nodeName(17)), f.of(nodeName(20)))
 	}
 }
 
@@ -170,7 +218,8 @@ func TestAuditCount(t *testing.T) {
 }
 
 func TestCheckReport(t *testing.T) {
-	f := newFates(4, 25, 25) // sim-00001 silent, sim-00002 fail, the rest ok
+	f := newFates(4, 25, 25) // sim-00001 fail; sim-00002 appears first: silent; the rest ok
+	f.appeared("sim-00002")
 	d := "sha256:" + strings.Repeat("d", 64)
 	rows := func(mutate func(node string, i int, r *report.Result)) *report.PrefetchReport {
 		var res []report.Result
@@ -251,7 +300,8 @@ func TestTTLFor(t *testing.T) {
 }
 
 func TestCheckRecords(t *testing.T) {
-	f := newFates(4, 25, 25) // sim-00001 silent, sim-00002 fail, the rest ok
+	f := newFates(4, 25, 25) // sim-00001 fail; sim-00002 appears first: silent; the rest ok
+	f.appeared("sim-00002")
 	records := func() map[string]*coralv1.PrefetchNode {
 		m := map[string]*coralv1.PrefetchNode{}
 		for n := 1; n <= 4; n++ {
@@ -283,8 +333,8 @@ func TestCheckRecords(t *testing.T) {
 		t.Errorf("a Ready record with one result of two: err %v", err)
 	}
 	silentReady := records()
-	silentReady["sim-00001"].State = "Ready"
-	if err := checkRecords(silentReady, f, 2, &runResult{}); err == nil || !strings.Contains(err.Error(), "sim-00001") {
+	silentReady["sim-00002"].State = "Ready"
+	if err := checkRecords(silentReady, f, 2, &runResult{}); err == nil || !strings.Contains(err.Error(), "sim-00002") {
 		t.Errorf("a silent node recorded Ready: err %v", err)
 	}
 }
