@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strings"
 	"time"
 
@@ -215,7 +216,7 @@ func enqueueAfter(m handler.MapFunc) handler.EventHandler {
 		CreateFunc: func(ctx context.Context, e event.CreateEvent, q queue) { add(ctx, []client.Object{e.Object}, q) },
 		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q queue) {
 			objs := []client.Object{e.ObjectNew}
-			if !mapsEqual(e.ObjectOld.GetLabels(), e.ObjectNew.GetLabels()) {
+			if !maps.Equal(e.ObjectOld.GetLabels(), e.ObjectNew.GetLabels()) {
 				objs = append(objs, e.ObjectOld) // relabelled: its old object too
 			}
 			add(ctx, objs, q)
@@ -277,16 +278,4 @@ func (s *shared) nodeChanged() predicate.Predicate {
 		},
 		GenericFunc: func(event.GenericEvent) bool { return changed() },
 	}
-}
-
-func mapsEqual(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
 }
