@@ -76,11 +76,7 @@ func TestRunNoEventAfterReturn(t *testing.T) {
 	c := newClient()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	k := &kubelet{client: c, behave: func(node string, pod *corev1.Pod) bool {
-		succeed(pod, []string{"a:1", "b:2"}, report.StatusPulled)
-		return true
-	}}
-	k.start(t, ctx)
+	startPulling(t, ctx, c)
 	var mu sync.Mutex
 	returned := false
 	late := 0
@@ -222,11 +218,7 @@ func TestRunLargeCleanupDeletesTheLease(t *testing.T) {
 	c := newClient()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	k := &kubelet{client: c, behave: func(node string, pod *corev1.Pod) bool {
-		succeed(pod, []string{"a:1", "b:2"}, report.StatusPulled)
-		return true
-	}}
-	k.start(t, ctx)
+	startPulling(t, ctx, c)
 	e := &Engine{Client: c, Namespace: ns, RunID: "big", MaxInFlight: 3, NodeTimeout: 10 * time.Second, SyncCleanupMax: 2}
 	if _, _, err := e.Run(ctx, nodeJobs("big", "n1", "n2", "n3")); err != nil {
 		t.Fatal(err)

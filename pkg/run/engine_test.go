@@ -134,6 +134,15 @@ func succeed(pod *corev1.Pod, images []string, status report.Status) {
 	}}}}
 }
 
+// startPulling starts a kubelet on which every worker pulls its two images.
+func startPulling(t *testing.T, ctx context.Context, c *fake.Clientset) {
+	k := &kubelet{client: c, behave: func(node string, pod *corev1.Pod) bool {
+		succeed(pod, []string{"a:1", "b:2"}, report.StatusPulled)
+		return true
+	}}
+	k.start(t, ctx)
+}
+
 func nodeJobs(runID string, nodes ...string) []NodeJob {
 	images := []string{"a:1", "b:2"}
 	spec := jobs.Spec{RunID: runID, Namespace: ns, WorkerImage: "w:1", Deadline: time.Minute, TTL: time.Minute, MaxPullsPerNode: 1, ImageTimeout: time.Minute}
@@ -253,11 +262,7 @@ func TestRunStartsWorkersInSpreadOrder(t *testing.T) {
 	c := newClient()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	k := &kubelet{client: c, behave: func(node string, pod *corev1.Pod) bool {
-		succeed(pod, []string{"a:1", "b:2"}, report.StatusPulled)
-		return true
-	}}
-	k.start(t, ctx)
+	startPulling(t, ctx, c)
 	var nodes []string
 	for i := range 12 {
 		nodes = append(nodes, fmt.Sprintf("node-%02d", i))
