@@ -42,8 +42,9 @@ type boundResult struct {
 // a fresh run id, watches the run's pods with one informer, and stops when
 // every node's worker container has terminated (silent nodes: when their pod
 // runs; they are the first --silent nodes not in --fail whose pods appear,
-// as the completer chooses them), then deletes what it created, one delete per object. No cap on nodes in
-// flight, no events, no deadlines: what the control plane alone allows.
+// as the completer chooses them), then deletes what it created, one delete
+// per object. No cap on nodes in flight, no events, no deadlines: what the
+// control plane alone allows.
 func boundMain(args []string) int {
 	fs := flag.NewFlagSet("bound", flag.ExitOnError)
 	kubeconfig := fs.String("kubeconfig", "", "kubeconfig of the bound's user")
