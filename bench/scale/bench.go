@@ -397,7 +397,7 @@ func (b *bench) measure(ctx context.Context, r *runResult, f *fates, jobsFile, f
 	var err error
 	switch {
 	case r.Who == "bound":
-		err = b.runBound(ctx, r, jobsFile, failFile, f.silent)
+		err = b.runBound(ctx, r, jobsFile, failFile, f.count[fateSilent])
 	case r.Mode == "controller":
 		err = b.runController(ctx, r, f)
 	default:
@@ -407,8 +407,8 @@ func (b *bench) measure(ctx context.Context, r *runResult, f *fates, jobsFile, f
 	r.APICPU = cpu1["kube-apiserver"] - cpu0["kube-apiserver"]
 	r.KCMCPU = cpu1["kube-controller-manager"] - cpu0["kube-controller-manager"]
 	r.KwokCPU = cpu1["kwok"] - cpu0["kwok"]
-	if err == nil && f.chosen() != f.silent {
-		err = fmt.Errorf("the pods of %d nodes appeared, fewer than the %d silent ones the run needs", f.chosen(), f.silent)
+	if want := f.count[fateSilent]; err == nil && f.chosen() != want {
+		err = fmt.Errorf("the pods of %d nodes appeared, fewer than the %d silent ones the run needs", f.chosen(), want)
 	}
 	if err != nil {
 		r.Err = oneLine(err.Error())

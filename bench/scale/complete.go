@@ -45,10 +45,8 @@ func (f fate) String() string { return [...]string{"ok", "fail", "silent"}[f] }
 // nodes by the same rule; it runs in its own process and sees the pods
 // appear in the same order (the watch's).
 type fates struct {
-	n      int
 	byNode map[string]fate // fateOK or fateFail: silence is chosen per run
-	silent int
-	count  [3]int
+	count  [3]int          // count[fateSilent] nodes are chosen in each run
 
 	mu  sync.Mutex
 	run map[string]bool // this run's silent nodes
@@ -69,7 +67,7 @@ func newFates(n int, failPct, silentPct float64) *fates {
 // knownFates are the fates of the given nodes: those failing fail, and
 // silent of the others are chosen as their pods appear.
 func knownFates(nodes, failing []string, silent int) *fates {
-	f := &fates{n: len(nodes), byNode: make(map[string]fate, len(nodes)), run: map[string]bool{}}
+	f := &fates{byNode: make(map[string]fate, len(nodes)), run: map[string]bool{}}
 	for _, n := range nodes {
 		f.byNode[n] = fateOK
 	}
@@ -79,9 +77,8 @@ func knownFates(nodes, failing []string, silent int) *fates {
 			f.count[fateFail]++
 		}
 	}
-	f.silent = min(silent, f.n-f.count[fateFail])
-	f.count[fateSilent] = f.silent
-	f.count[fateOK] = f.n - f.count[fateFail] - f.silent
+	f.count[fateSilent] = min(silent, len(nodes)-f.count[fateFail])
+	f.count[fateOK] = len(nodes) - f.count[fateFail] - f.count[fateSilent]
 	return f
 }
 
@@ -93,12 +90,12 @@ func (f *fates) newRun() {
 }
 
 // appeared is called with the node of every worker pod seen in a run, in
-// the order the pods appear: the first f.silent nodes not fated to fail
+// the order the pods appear: the first count[fateSilent] nodes not fated to fail
 // become silent.
 func (f *fates) appeared(node string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if len(f.run) < f.silent && !f.run[node] && f.byNode[node] == fateOK {
+	if len(f.run) < f.count[fateSilent] && !f.run[node] && f.byNode[node] == fateOK {
 		f.run[node] = true
 	}
 }

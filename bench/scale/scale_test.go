@@ -155,7 +155,7 @@ func TestBoundChoosesAsTheCompleter(t *testing.T) {
 	for i := 1; i <= 200; i++ {
 		nodes = append(nodes, nodeName(i))
 	}
-	g := knownFates(nodes, f.failing(), f.silent)
+	g := knownFates(nodes, f.failing(), f.count[fateSilent])
 	if g.count != f.count {
 		t.Fatalf("bound %v, completer %v", g.count, f.count)
 	}
