@@ -2,7 +2,8 @@ package plan
 
 import (
 	"cmp"
-	"hash/fnv"
+	"crypto/sha256"
+	"encoding/binary"
 	"slices"
 	"strings"
 )
@@ -16,6 +17,11 @@ import (
 // hanging nodes being the first 25 by name, docs/scale.md). The same seed
 // gives the same order (a controller's object keeps its order across
 // replans; the CLI seeds with its run id), another seed another order.
+//
+// The hash is SHA-256, whose every output bit depends on every input bit:
+// FNV-1a, used before, hashed names that differ in their last character a
+// small multiple of its prime apart, next to each other in a 64-bit sort, so
+// a rack's nodes still started together.
 func Spread[T any](s []T, seed string, node func(T) string) {
 	type keyed struct {
 		h    uint64
@@ -25,27 +31,11 @@ func Spread[T any](s []T, seed string, node func(T) string) {
 	k := make([]keyed, len(s))
 	for i, v := range s {
 		name := node(v)
-		h := fnv.New64a()
-		h.Write([]byte(seed))
-		h.Write([]byte{0})
-		h.Write([]byte(name))
-		k[i] = keyed{mix(h.Sum64()), name, v}
+		sum := sha256.Sum256([]byte(seed + "\x00" + name))
+		k[i] = keyed{binary.BigEndian.Uint64(sum[:8]), name, v}
 	}
 	slices.SortFunc(k, func(a, b keyed) int { return cmp.Or(cmp.Compare(a.h, b.h), strings.Compare(a.name, b.name)) })
 	for i := range k {
 		s[i] = k[i].v
 	}
-}
-
-// mix is splitmix64's finalizer. FNV-1a alone mixes its last byte poorly:
-// names that differ only there ("node-10", "node-11") hash a small multiple
-// of its prime apart, next to each other in a 64-bit sort, so a rack's
-// nodes would still start together. After mix every bit of the input
-// moves about half the bits of the output.
-func mix(z uint64) uint64 {
-	z ^= z >> 30
-	z *= 0xbf58476d1ce4e5b9
-	z ^= z >> 27
-	z *= 0x94d049bb133111eb
-	return z ^ z>>31
 }
