@@ -253,10 +253,7 @@ func (e *Engine) Run(ctx context.Context, njs []NodeJob) (results []NodeResult, 
 		r.states[nj.Node] = st
 		r.order = append(r.order, st)
 	}
-	// Workers start in an order of their own, hashed with the run id: node
-	// names follow racks and pools, where failures cluster, and a block of
-	// hanging nodes next to each other by name would fill the cap on
-	// workers in flight until their timeout.
+	// Workers start in plan.Spread's order for the run id, not by name.
 	r.starts = slices.Clone(r.order)
 	plan.Spread(r.starts, e.RunID, func(st *nodeState) string { return st.node })
 	defer r.evq.close()
